@@ -1,0 +1,357 @@
+//! The engine: one driver task per live job, walking build → test → publish.
+//!
+//! **Crash safety.** A driver persists the record before every side effect (the status that
+//! names the phase it is about to start, the kill it is about to carry out) and every backend
+//! start is idempotent by run id. A job found live at start-up therefore takes the same path as
+//! a new one: load, start the phase's runs (attaching to those that exist), follow them from the
+//! last archived line, continue. Progress lives in the store, never only in memory.
+//!
+//! **One writer.** Only a job's driver writes its record. Requests that change a job (kill)
+//! are messages to the driver, answered once the driver has persisted them. Reads never change
+//! state.
+//!
+//! The engine does no IO itself: everything goes through the ports in [`crate::ports`].
+
+mod decide;
+mod driver;
+mod pump;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::JobSpec;
+use crate::duration::Duration;
+use crate::id::JobId;
+use crate::image::{ImageRef, RegistryHost, Repository, Tag};
+use crate::logs::{LogLine, LogQuery};
+use crate::ports::{Backend, HistoryPage, Registry, Secrets, SecretsError, Store, StoreError};
+use crate::record::{JobRecord, KillRequest};
+use crate::secret::SecretPath;
+use crate::status::{JobStatus, Phase};
+use crate::time::Timestamp;
+use crate::validate::Problem;
+
+pub use decide::{RunOutcome, classify};
+
+/// The adapters the engine drives.
+#[derive(Clone)]
+pub struct Ports {
+    pub backend: Arc<dyn Backend>,
+    pub store: Arc<dyn Store>,
+    pub secrets: Arc<dyn Secrets>,
+    pub registry: Arc<dyn Registry>,
+}
+
+/// Server-wide settings; a job's own values win where it has them.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub build_timeout: Duration,
+    pub test_timeout: Duration,
+    pub publish_timeout: Duration,
+    /// How long a stopped run gets between the polite request and the forced end.
+    pub kill_grace: std::time::Duration,
+    /// Where temp images go; default: the registry host of the job's `registry_url`.
+    pub temp_registry: Option<RegistryHost>,
+    /// Credentials for `temp_registry` when it is not the job's registry.
+    pub temp_registry_credentials: Option<SecretPath>,
+    /// Jobs past PENDING at the same time; more wait in PENDING.
+    pub max_active_jobs: usize,
+    /// Lines of log kept in a failure's `log_tail`.
+    pub log_tail_lines: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            build_timeout: Duration::from_mins(30),
+            test_timeout: Duration::from_mins(15),
+            publish_timeout: Duration::from_mins(15),
+            kill_grace: std::time::Duration::from_secs(10),
+            temp_registry: None,
+            temp_registry_credentials: None,
+            max_active_jobs: 4,
+            log_tail_lines: 30,
+        }
+    }
+}
+
+impl Settings {
+    /// The timeout of `phase` for `spec`: the job's own, else the server's.
+    pub fn timeout(&self, spec: &JobSpec, phase: Phase) -> Duration {
+        match phase {
+            Phase::Build => spec.build_timeout.unwrap_or(self.build_timeout),
+            Phase::Test => spec.test_timeout.unwrap_or(self.test_timeout),
+            Phase::Publish => self.publish_timeout,
+        }
+    }
+}
+
+/// A submission the engine refused; the caller's mistake, not the service's.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// Fields this deployment cannot honour (HTTP 422).
+    #[error("the job asks for what this server cannot do")]
+    Unsupported(Vec<Problem>),
+    /// Secret paths that do not exist (HTTP 422).
+    #[error("the job names secrets that do not exist")]
+    MissingSecrets(Vec<Problem>),
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KillError {
+    #[error("job {0} does not exist")]
+    NotFound(JobId),
+    #[error("job {id} already finished with status {status}")]
+    Finished { id: JobId, status: JobStatus },
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What start-up found and did.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    /// Jobs whose drivers were resumed.
+    pub resumed: Vec<JobId>,
+    /// Backend leftovers of jobs that are not live, removed.
+    pub removed: Vec<String>,
+}
+
+/// A request to a job's driver.
+enum Command {
+    Kill { request: KillRequest, reply: oneshot::Sender<Result<JobRecord, KillError>> },
+}
+
+/// How the rest of the engine reaches a running driver.
+struct DriverHandle {
+    commands: mpsc::Sender<Command>,
+    /// Bumped on every persisted change and every archived log batch.
+    changes: watch::Sender<u64>,
+}
+
+struct Inner {
+    ports: Ports,
+    settings: Settings,
+    drivers: Mutex<HashMap<JobId, DriverHandle>>,
+    slots: Arc<Semaphore>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+/// The job engine. Cheap to clone; all clones drive the same jobs.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl Engine {
+    /// An engine that stops its drivers when `shutdown` is cancelled. Runs it started keep
+    /// going in the backend; the next start re-attaches to them.
+    pub fn new(ports: Ports, settings: Settings, shutdown: CancellationToken) -> Self {
+        let slots = Arc::new(Semaphore::new(settings.max_active_jobs.max(1)));
+        Engine {
+            inner: Arc::new(Inner {
+                ports,
+                settings,
+                drivers: Mutex::new(HashMap::new()),
+                slots,
+                tracker: TaskTracker::new(),
+                shutdown,
+            }),
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    pub fn ports(&self) -> &Ports {
+        &self.inner.ports
+    }
+
+    /// Resume every live job, then remove backend leftovers of jobs that are not live.
+    pub async fn recover(&self) -> Result<Recovery, StoreError> {
+        let live = self.inner.ports.store.live().await?;
+        let mut recovery = Recovery::default();
+        for record in live {
+            tracing::info!(job_id = %record.id, status = %record.status, "resuming job");
+            recovery.resumed.push(record.id);
+            self.spawn_driver(record);
+        }
+        match self.inner.ports.backend.jobs().await {
+            Ok(jobs) => {
+                for job in jobs {
+                    if recovery.resumed.contains(&job) {
+                        continue;
+                    }
+                    match self.inner.ports.backend.cleanup(job).await {
+                        Ok(removed) => recovery.removed.extend(removed),
+                        Err(err) => tracing::warn!(job_id = %job, error = %err, "could not remove leftovers"),
+                    }
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "could not list backend leftovers"),
+        }
+        if !recovery.removed.is_empty() {
+            tracing::info!(removed = ?recovery.removed, "removed leftovers of finished jobs");
+        }
+        Ok(recovery)
+    }
+
+    /// Accept a validated job: persist it as PENDING and start its driver.
+    pub async fn submit(&self, mut spec: JobSpec) -> Result<JobRecord, SubmitError> {
+        let ports = &self.inner.ports;
+        let unsupported = ports.backend.unsupported(&spec);
+        if !unsupported.is_empty() {
+            return Err(SubmitError::Unsupported(unsupported));
+        }
+        self.check_secrets_exist(&spec).await?;
+        let id = JobId::new();
+        if spec.image_tags.is_empty() {
+            // A hyphenated UUID is always a valid tag.
+            spec.image_tags.push(Tag::try_from(id.to_string()).expect("a job id is a valid tag"));
+        }
+        let temp_image = self.temp_image(&spec, id);
+        let record = JobRecord::new(id, spec, temp_image, Timestamp::now());
+        ports.store.insert(&record).await?;
+        tracing::info!(job_id = %id, image = %record.spec.image_name, "job submitted");
+        self.spawn_driver(record.clone());
+        Ok(record)
+    }
+
+    async fn check_secrets_exist(&self, spec: &JobSpec) -> Result<(), SubmitError> {
+        let mut named: Vec<(String, &SecretPath)> = Vec::new();
+        if let Some(path) = &spec.git_credentials_path {
+            named.push(("git_credentials_path".into(), path));
+        }
+        if let Some(path) = &spec.registry_credentials_path {
+            named.push(("registry_credentials_path".into(), path));
+        }
+        for (i, secret) in spec.test.vault_secrets.iter().enumerate() {
+            named.push((format!("test.vault_secrets[{i}].path"), &secret.path));
+        }
+        let mut problems = Vec::new();
+        for (field, path) in named {
+            if !self.inner.ports.secrets.exists(path).await? {
+                problems.push(Problem::new(field, format!("secret {path} does not exist")));
+            }
+        }
+        if problems.is_empty() { Ok(()) } else { Err(SubmitError::MissingSecrets(problems)) }
+    }
+
+    /// `<temp registry>/temp/<id>:latest`.
+    fn temp_image(&self, spec: &JobSpec, id: JobId) -> ImageRef {
+        let registry = self.inner.settings.temp_registry.clone().unwrap_or_else(|| spec.registry_url.host.clone());
+        let repository = Repository::try_from(format!("temp/{id}")).expect("temp/<uuid> is a valid repository");
+        ImageRef::tagged(registry, repository, Tag::try_from("latest".to_owned()).expect("valid tag"))
+    }
+
+    pub async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
+        self.inner.ports.store.get(id).await
+    }
+
+    pub async fn history(&self, limit: usize, offset: usize) -> Result<HistoryPage, StoreError> {
+        self.inner.ports.store.list(limit, offset).await
+    }
+
+    pub async fn logs(&self, id: JobId, query: &LogQuery) -> Result<Vec<LogLine>, StoreError> {
+        self.inner.ports.store.logs(id, query).await
+    }
+
+    /// A receiver that changes whenever the job's record or logs change, or `None` if no
+    /// driver is running for it (the job has finished and been cleaned up, or does not exist).
+    /// The sender is dropped when the driver ends.
+    pub fn watch(&self, id: JobId) -> Option<watch::Receiver<u64>> {
+        let drivers = self.inner.drivers.lock().unwrap_or_else(|e| e.into_inner());
+        drivers.get(&id).map(|handle| handle.changes.subscribe())
+    }
+
+    /// Stop a job: nothing more starts, running work is stopped (politely, then forced) and
+    /// the job ends `KILLED`. Returns the record once the kill is persisted, before the work
+    /// has stopped.
+    pub async fn kill(&self, id: JobId, by: Option<String>, reason: Option<String>) -> Result<JobRecord, KillError> {
+        let commands = {
+            let drivers = self.inner.drivers.lock().unwrap_or_else(|e| e.into_inner());
+            drivers.get(&id).map(|handle| handle.commands.clone())
+        };
+        let finished = |record: Option<JobRecord>| match record {
+            None => KillError::NotFound(id),
+            Some(record) => KillError::Finished { id, status: record.status },
+        };
+        let Some(commands) = commands else {
+            return Err(finished(self.get(id).await?));
+        };
+        let (reply, answer) = oneshot::channel();
+        let request = KillRequest { at: Timestamp::now(), by, reason };
+        if commands.send(Command::Kill { request, reply }).await.is_err() {
+            // The driver ended between the lookup and the send.
+            return Err(finished(self.get(id).await?));
+        }
+        match answer.await {
+            Ok(result) => result,
+            Err(_) if self.inner.shutdown.is_cancelled() => Err(KillError::ShuttingDown),
+            Err(_) => Err(finished(self.get(id).await?)),
+        }
+    }
+
+    /// Remove what a finished job left behind (temp image, backend runs). For a job still
+    /// running, kill it first. Returns what was removed.
+    pub async fn cleanup(&self, id: JobId) -> Result<Vec<String>, KillError> {
+        let Some(record) = self.get(id).await? else {
+            return Err(KillError::NotFound(id));
+        };
+        if self.watch(id).is_some() {
+            if !record.status.is_terminal() {
+                match self.kill(id, None, Some("cleanup requested".into())).await {
+                    Ok(_) | Err(KillError::Finished { .. }) => {}
+                    Err(err) => return Err(err),
+                }
+            }
+            // The driver removes everything itself once the job is over; wait for it.
+            self.wait_for_driver(id).await;
+            return Ok(vec!["job stopped; its temp image and runs were removed".into()]);
+        }
+        Ok(driver::remove_leftovers(&self.inner.ports, &self.inner.settings, &record).await)
+    }
+
+    async fn wait_for_driver(&self, id: JobId) {
+        if let Some(mut changes) = self.watch(id) {
+            while changes.changed().await.is_ok() {}
+        }
+    }
+
+    /// Wait until every driver has ended (after `shutdown` is cancelled).
+    pub async fn drained(&self) {
+        self.inner.tracker.close();
+        self.inner.tracker.wait().await;
+    }
+
+    fn spawn_driver(&self, record: JobRecord) {
+        let (commands, inbox) = mpsc::channel(8);
+        let (changes, _) = watch::channel(0);
+        let id = record.id;
+        {
+            let mut drivers = self.inner.drivers.lock().unwrap_or_else(|e| e.into_inner());
+            if drivers.contains_key(&id) {
+                return;
+            }
+            drivers.insert(id, DriverHandle { commands, changes: changes.clone() });
+        }
+        let inner = self.inner.clone();
+        self.inner.tracker.spawn(async move {
+            let driver = driver::Driver::new(&inner.ports, &inner.settings, inner.slots.clone(), changes, inbox);
+            driver.run(record, inner.shutdown.clone()).await;
+            let mut drivers = inner.drivers.lock().unwrap_or_else(|e| e.into_inner());
+            drivers.remove(&id);
+        });
+    }
+}

@@ -1,0 +1,65 @@
+//! The [`Store`] port: job records and the log archive.
+
+use async_trait::async_trait;
+
+use crate::id::{JobId, RunId};
+use crate::logs::{LogLine, LogQuery, NewLogLine};
+use crate::record::JobRecord;
+use crate::status::Phase;
+
+/// One page of history, newest first.
+#[derive(Clone, Debug)]
+pub struct HistoryPage {
+    pub jobs: Vec<JobRecord>,
+    /// All jobs in the store, not just this page.
+    pub total: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("job {0} already exists")]
+    Duplicate(JobId),
+    #[error("job {0} does not exist")]
+    NotFound(JobId),
+    #[error("stored record of job {id} is unreadable: {message}")]
+    Corrupt { id: String, message: String },
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Keeps job records and their logs.
+///
+/// **Writers:** each record has one writer, the engine's driver for that job, so `update` needs
+/// no compare-and-swap within one service. **Durability:** a call that returns `Ok` has been
+/// persisted; the engine relies on that before every side effect.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn insert(&self, record: &JobRecord) -> Result<(), StoreError>;
+
+    /// Replace the stored record of `record.id`.
+    async fn update(&self, record: &JobRecord) -> Result<(), StoreError>;
+
+    async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError>;
+
+    /// History, newest first.
+    async fn list(&self, limit: usize, offset: usize) -> Result<HistoryPage, StoreError>;
+
+    /// Every job that is not finished or not yet cleaned up ([`JobRecord::is_live`]).
+    async fn live(&self) -> Result<Vec<JobRecord>, StoreError>;
+
+    /// Archive lines, giving each the next sequence number of its job. A line whose origin
+    /// (run, n) is already archived is skipped, so replaying a run's output is harmless.
+    /// Returns the highest sequence number of the job afterwards.
+    async fn append_logs(&self, job: JobId, lines: &[NewLogLine]) -> Result<u64, StoreError>;
+
+    /// The highest line number archived for `run` (0 if none), to resume following it.
+    async fn last_line(&self, job: JobId, run: &RunId) -> Result<u64, StoreError>;
+
+    /// Archived lines matching `query`, in sequence order.
+    async fn logs(&self, job: JobId, query: &LogQuery) -> Result<Vec<LogLine>, StoreError>;
+
+    /// The last `n` lines of a phase (of one test, for `test: Some`), in order.
+    async fn tail(&self, job: JobId, phase: Phase, test: Option<u32>, n: usize) -> Result<Vec<LogLine>, StoreError>;
+
+    async fn check(&self) -> Result<(), StoreError>;
+}
