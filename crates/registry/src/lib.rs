@@ -1,0 +1,1 @@
+//! The [`jobforge_core::ports::Registry`] port over the OCI distribution API.

@@ -1,0 +1,1 @@
+//! The embedded [`jobforge_core::ports::Store`] on SQLite.
