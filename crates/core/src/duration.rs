@@ -76,10 +76,7 @@ impl FromStr for Duration {
                 return Err(syntax());
             }
             let n: u64 = digits.parse().map_err(|_| BadDuration::Overflow)?;
-            total = n
-                .checked_mul(unit)
-                .and_then(|part| total.checked_add(part))
-                .ok_or(BadDuration::Overflow)?;
+            total = n.checked_mul(unit).and_then(|part| total.checked_add(part)).ok_or(BadDuration::Overflow)?;
             digits.clear();
             last_unit = unit;
         }
@@ -137,7 +134,8 @@ mod tests {
 
     #[test]
     fn parses_the_documented_forms() {
-        for (text, secs) in [("30m", 1800), ("90s", 90), ("1h30m", 5400), ("45", 45), ("2d", 172_800), ("1h0m5s", 3605)] {
+        for (text, secs) in [("30m", 1800), ("90s", 90), ("1h30m", 5400), ("45", 45), ("2d", 172_800), ("1h0m5s", 3605)]
+        {
             assert_eq!(text.parse::<Duration>().unwrap().as_secs(), secs, "{text}");
         }
     }

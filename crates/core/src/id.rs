@@ -49,9 +49,7 @@ impl FromStr for JobId {
     type Err = BadJobId;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(s)
-            .map(JobId)
-            .map_err(|_| BadJobId(s.chars().take(80).collect()))
+        Uuid::parse_str(s).map(JobId).map_err(|_| BadJobId(s.chars().take(80).collect()))
     }
 }
 

@@ -239,9 +239,7 @@ impl FromStr for ImageRef {
     type Err = BadName;
 
     fn from_str(s: &str) -> Result<Self, BadName> {
-        let (registry, rest) = s
-            .split_once('/')
-            .ok_or_else(|| bad(format!("{s:?} has no registry host")))?;
+        let (registry, rest) = s.split_once('/').ok_or_else(|| bad(format!("{s:?} has no registry host")))?;
         let (repository, reference) = if let Some((repo, digest)) = rest.split_once('@') {
             (repo, Reference::Digest(digest.parse()?))
         } else {

@@ -40,10 +40,7 @@ impl Masker {
             return Masker::default();
         }
         // Leftmost-longest, so a value is masked whole rather than a shorter one inside it.
-        let matcher = AhoCorasick::builder()
-            .match_kind(MatchKind::LeftmostLongest)
-            .build(&patterns)
-            .ok();
+        let matcher = AhoCorasick::builder().match_kind(MatchKind::LeftmostLongest).build(&patterns).ok();
         Masker { matcher }
     }
 

@@ -212,7 +212,9 @@ impl FailureReason {
     pub fn is_retryable(self) -> bool {
         match self {
             FailureReason::ExitCode | FailureReason::Secret => false,
-            FailureReason::Timeout | FailureReason::Interrupted | FailureReason::Backend | FailureReason::Registry => true,
+            FailureReason::Timeout | FailureReason::Interrupted | FailureReason::Backend | FailureReason::Registry => {
+                true
+            }
         }
     }
 }

@@ -119,9 +119,7 @@ pub struct Credentials {
 impl Credentials {
     /// Credentials from a secret, or a message naming the missing field.
     pub fn from_secret(path: &SecretPath, data: &SecretData) -> Result<Self, String> {
-        let username = data
-            .get("username")
-            .ok_or_else(|| format!("secret {path} has no field \"username\""))?;
+        let username = data.get("username").ok_or_else(|| format!("secret {path} has no field \"username\""))?;
         let password = data
             .get("password")
             .or_else(|| data.get("token"))

@@ -126,10 +126,7 @@ impl FromStr for Phase {
     type Err = BadPhase;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Phase::ALL
-            .into_iter()
-            .find(|phase| phase.as_str() == s)
-            .ok_or_else(|| BadPhase(s.to_owned()))
+        Phase::ALL.into_iter().find(|phase| phase.as_str() == s).ok_or_else(|| BadPhase(s.to_owned()))
     }
 }
 

@@ -10,8 +10,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::config::{
-    Constraint, EnvName, GitRef, JobSpec, RelPath, RepoUrl, ResourceLimits, Resources, TestOptions,
-    VaultSecret, Webhook,
+    Constraint, EnvName, GitRef, JobSpec, RelPath, RepoUrl, ResourceLimits, Resources, TestOptions, VaultSecret,
+    Webhook,
 };
 use crate::duration::Duration;
 use crate::image::{RegistryUrl, Repository, Tag};
@@ -54,9 +54,7 @@ pub fn job_spec(input: &Value) -> Result<JobSpec, Vec<Problem>> {
     let repo_url = v.required(&mut obj, "repo_url", repo_url);
     let git_ref = v.opt(&mut obj, "git_ref", git_ref).unwrap_or_else(|| GitRef("main".into()));
     let git_credentials_path = v.opt(&mut obj, "git_credentials_path", secret_path);
-    let dockerfile_path = v
-        .opt(&mut obj, "dockerfile_path", rel_path)
-        .unwrap_or_else(|| RelPath("Dockerfile".into()));
+    let dockerfile_path = v.opt(&mut obj, "dockerfile_path", rel_path).unwrap_or_else(|| RelPath("Dockerfile".into()));
     let context = v.opt(&mut obj, "context", rel_path).unwrap_or_else(RelPath::root);
     let build_args = v.opt(&mut obj, "build_args", |v, f, val| v.env_map(f, val, false)).unwrap_or_default();
     let image_name = v.required(&mut obj, "image_name", |v, f, val| v.parsed::<Repository>(f, val));
@@ -142,14 +140,24 @@ impl Validator {
     }
 
     /// Take an optional field; `null` counts as absent.
-    fn opt<T>(&mut self, obj: &mut Obj, key: &str, check: impl FnOnce(&mut Self, &str, &Value) -> Option<T>) -> Option<T> {
+    fn opt<T>(
+        &mut self,
+        obj: &mut Obj,
+        key: &str,
+        check: impl FnOnce(&mut Self, &str, &Value) -> Option<T>,
+    ) -> Option<T> {
         match obj.map.remove(key) {
             None | Some(Value::Null) => None,
             Some(value) => check(self, &obj.field(key), &value),
         }
     }
 
-    fn required<T>(&mut self, obj: &mut Obj, key: &str, check: impl FnOnce(&mut Self, &str, &Value) -> Option<T>) -> Option<T> {
+    fn required<T>(
+        &mut self,
+        obj: &mut Obj,
+        key: &str,
+        check: impl FnOnce(&mut Self, &str, &Value) -> Option<T>,
+    ) -> Option<T> {
         let field = obj.field(key);
         match obj.map.remove(key) {
             None | Some(Value::Null) => {
@@ -299,7 +307,10 @@ impl Validator {
         match number {
             Ok(n) if n >= 1 && n <= unit.max() => Some(n as u32),
             Ok(n) => {
-                self.problem(field, format!("{n} is out of range: must be between 1 and {} {}", unit.max(), unit.name()));
+                self.problem(
+                    field,
+                    format!("{n} is out of range: must be between 1 and {} {}", unit.max(), unit.name()),
+                );
                 None
             }
             Err(()) => {
@@ -409,7 +420,9 @@ fn check_repo_url(s: &str) -> Result<(), String> {
         return Err("must not carry a password: put credentials in a secret and name it in git_credentials_path".into());
     }
     if url.scheme().starts_with("http") && !url.username().is_empty() {
-        return Err("must not carry a user name: put credentials in a secret and name it in git_credentials_path".into());
+        return Err(
+            "must not carry a user name: put credentials in a secret and name it in git_credentials_path".into()
+        );
     }
     Ok(())
 }
@@ -417,11 +430,13 @@ fn check_repo_url(s: &str) -> Result<(), String> {
 /// `user@host:path`, the scp-like form git accepts for ssh.
 fn check_scp_url(s: &str) -> Result<(), String> {
     let bad = || {
-        "is not a repository URL: use https://host/path, ssh://user@host/path, user@host:path or file:///path".to_owned()
+        "is not a repository URL: use https://host/path, ssh://user@host/path, user@host:path or file:///path"
+            .to_owned()
     };
     let (user_host, path) = s.split_once(':').ok_or_else(bad)?;
     let (user, host) = user_host.split_once('@').ok_or_else(bad)?;
-    let plain = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    let plain =
+        |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     if !plain(user) || !plain(host) || path.is_empty() || path.starts_with('-') {
         return Err(bad());
     }
@@ -640,8 +655,21 @@ fn vault_secrets(v: &mut Validator, field: &str, value: &Value) -> Option<Vec<Va
 }
 
 const OPERANDS: [&str; 15] = [
-    "=", "!=", ">", ">=", "<", "<=", "regexp", "version", "semver", "is_set", "is_not_set",
-    "set_contains", "set_contains_all", "set_contains_any", "distinct_property",
+    "=",
+    "!=",
+    ">",
+    ">=",
+    "<",
+    "<=",
+    "regexp",
+    "version",
+    "semver",
+    "is_set",
+    "is_not_set",
+    "set_contains",
+    "set_contains_all",
+    "set_contains_any",
+    "distinct_property",
 ];
 
 fn constraints(v: &mut Validator, field: &str, value: &Value) -> Option<Vec<Constraint>> {

@@ -20,10 +20,8 @@ pub enum RunOutcome {
 /// The failure of `phase`, given how each of its runs ended; `None` if every run succeeded.
 /// The failure's `log_tail` is left empty for the driver to fill from the archive.
 pub fn classify(record: &JobRecord, phase: Phase, runs: &[(RunKey, RunOutcome)]) -> Option<(RunKey, Failure)> {
-    let failed: Vec<&(RunKey, RunOutcome)> = runs
-        .iter()
-        .filter(|(_, outcome)| !matches!(outcome, RunOutcome::Ended(exit) if exit.success()))
-        .collect();
+    let failed: Vec<&(RunKey, RunOutcome)> =
+        runs.iter().filter(|(_, outcome)| !matches!(outcome, RunOutcome::Ended(exit) if exit.success())).collect();
     let (first_key, first_outcome) = failed.first().copied()?;
     let describe = |key: &RunKey, outcome: &RunOutcome| -> String {
         let what = run_name(record, key);

@@ -128,7 +128,12 @@ impl<'a> Driver<'a> {
     }
 
     /// Run every run of `phase` to its end, then move the job on. Persists the outcome.
-    async fn run_phase(&mut self, record: &mut JobRecord, phase: Phase, shutdown: &CancellationToken) -> Result<(), Shutdown> {
+    async fn run_phase(
+        &mut self,
+        record: &mut JobRecord,
+        phase: Phase,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Shutdown> {
         if self.permit.is_none() {
             self.permit = self.slots.clone().try_acquire_owned().ok();
         }
@@ -377,7 +382,9 @@ impl<'a> Driver<'a> {
                         format!("{target} holds {digest}, not the tested {}", display_opt(&expected)),
                     ));
                 }
-                Ok(None) => return Err(registry_failure(Phase::Publish, format!("{target} is missing after publishing"))),
+                Ok(None) => {
+                    return Err(registry_failure(Phase::Publish, format!("{target} is missing after publishing")));
+                }
                 Err(err) => return Err(registry_failure(Phase::Publish, format!("could not check {target}: {err}"))),
             }
         }
@@ -397,7 +404,12 @@ impl<'a> Driver<'a> {
         }
     }
 
-    async fn fail(&mut self, record: &mut JobRecord, failure: Failure, shutdown: &CancellationToken) -> Result<(), Shutdown> {
+    async fn fail(
+        &mut self,
+        record: &mut JobRecord,
+        failure: Failure,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Shutdown> {
         tracing::info!(phase = %failure.phase, reason = ?failure.reason, message = %failure.message, "job failed");
         decide::fail(record, failure, Timestamp::now());
         self.persist(record, shutdown).await
@@ -472,7 +484,8 @@ impl<'a> Driver<'a> {
                 Ok(data) => {
                     values.extend(data.values().cloned());
                     // `user:password` is what Basic auth headers and auth files encode.
-                    if let (Some(user), Some(pass)) = (data.get("username"), data.get("password").or(data.get("token"))) {
+                    if let (Some(user), Some(pass)) = (data.get("username"), data.get("password").or(data.get("token")))
+                    {
                         values.push(SecretValue::new(format!("{}:{}", user.expose(), pass.expose())));
                     }
                 }

@@ -7,10 +7,10 @@
 use futures::StreamExt;
 use tokio::sync::watch;
 
+use super::Ports;
 use crate::id::{JobId, RunId};
 use crate::logs::NewLogLine;
 use crate::mask::Masker;
-use super::Ports;
 use crate::ports::{BackendError, RunEvent, RunExit, StoreError};
 
 /// Most lines archived in one store call.

@@ -31,10 +31,7 @@ fn problems(input: Value) -> Vec<String> {
 /// Assert `input` is refused and that a problem names `field`.
 fn check_refused(input: Value, field: &str) {
     let found = problems(input);
-    assert!(
-        found.iter().any(|p| p.split(": ").next() == Some(field)),
-        "no problem names {field}: {found:#?}"
-    );
+    assert!(found.iter().any(|p| p.split(": ").next() == Some(field)), "no problem names {field}: {found:#?}");
 }
 
 #[test]
@@ -195,7 +192,8 @@ fn webhooks_are_http() {
     check_refused(with(json!({"webhook_url": "file:///etc/passwd"})), "webhook_url");
     check_refused(with(json!({"webhook_url": "not a url"})), "webhook_url");
     check_refused(with(json!({"webhook_secret": "s"})), "webhook_url");
-    let spec = job_spec(&with(json!({"webhook_url": "https://hooks.example.com/x", "webhook_on_failure": true}))).unwrap();
+    let spec =
+        job_spec(&with(json!({"webhook_url": "https://hooks.example.com/x", "webhook_on_failure": true}))).unwrap();
     assert!(spec.webhook.unwrap().on_failure);
 }
 
