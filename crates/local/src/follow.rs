@@ -1,0 +1,143 @@
+//! Following a run: its log lines as the shim appends them, then its exit.
+//!
+//! Event-driven on both ends: inotify says when the run directory changed, and a thread
+//! blocked on the run's lock says when the shim is gone. The same code serves a run started a
+//! moment ago, one found after a restart, and one that finished long ago.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::PathBuf;
+
+use futures::StreamExt;
+use inotify::{Inotify, WatchMask};
+use tokio::sync::{mpsc, oneshot};
+
+use jobforge_core::logs::RunLine;
+use jobforge_core::ports::{BackendError, RunEvent, RunEvents, RunExit};
+use jobforge_core::RunId;
+
+use crate::rundir::RunDir;
+
+/// Follow `run` from after line `after`.
+pub fn follow(id: RunId, run: RunDir, after: u64) -> RunEvents {
+    let (tx, rx) = mpsc::channel(1024);
+    tokio::spawn(async move {
+        if let Err(err) = follow_task(&id, &run, after, &tx).await {
+            let _ = tx.send(Err(err)).await;
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
+}
+
+type Sender = mpsc::Sender<Result<RunEvent, BackendError>>;
+
+async fn follow_task(id: &RunId, run: &RunDir, after: u64, tx: &Sender) -> Result<(), BackendError> {
+    if !run.exists() {
+        return Err(BackendError::NoSuchRun(id.clone()));
+    }
+    let io_err = |context: &str| {
+        let context = format!("{context} of run {id}");
+        move |source| BackendError::Io { context, source }
+    };
+    // Watch before the first read, so no write between that read and the wait is missed.
+    let inotify = Inotify::init().map_err(io_err("watching the log"))?;
+    inotify
+        .watches()
+        .add(run.path(), WatchMask::MODIFY | WatchMask::CREATE | WatchMask::MOVED_TO | WatchMask::CLOSE_WRITE)
+        .map_err(io_err("watching the log"))?;
+    let mut changes = inotify.into_event_stream([0u8; 4096]).map_err(io_err("watching the log"))?;
+    let mut ended = shim_ended(run.clone());
+    let mut log = LogTail::new(run.log_path(), after);
+    let mut shim_gone = false;
+
+    loop {
+        for line in log.read_available().map_err(io_err("reading the log"))? {
+            if tx.send(Ok(RunEvent::Line(line))).await.is_err() {
+                return Ok(());
+            }
+        }
+        if shim_gone {
+            let exit = match run.read_exit().map_err(io_err("reading the exit status"))? {
+                Some(record) => record.into(),
+                None => RunExit::Lost {
+                    message: "its supervisor ended without recording an exit status".into(),
+                },
+            };
+            let _ = tx.send(Ok(RunEvent::Exit(exit))).await;
+            return Ok(());
+        }
+        tokio::select! {
+            _ = changes.next() => {}
+            result = &mut ended => {
+                if let Ok(Err(err)) = result {
+                    return Err(BackendError::Io { context: format!("waiting for run {id}"), source: err });
+                }
+                // One more read after this: everything the shim wrote is in the file now.
+                shim_gone = true;
+            }
+            _ = tx.closed() => return Ok(()),
+        }
+    }
+}
+
+/// Resolves once no shim holds the run's lock. A blocked thread, because flock has no async
+/// form; it ends with the shim, or with the process.
+fn shim_ended(run: RunDir) -> oneshot::Receiver<io::Result<()>> {
+    let (tx, rx) = oneshot::channel();
+    std::thread::spawn(move || {
+        let result = match run.wait_unlocked() {
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        };
+        let _ = tx.send(result);
+    });
+    rx
+}
+
+/// Reads complete lines appended to a file since the last read.
+struct LogTail {
+    path: PathBuf,
+    file: Option<File>,
+    pending: Vec<u8>,
+    after: u64,
+}
+
+impl LogTail {
+    fn new(path: PathBuf, after: u64) -> Self {
+        LogTail { path, file: None, pending: Vec::new(), after }
+    }
+
+    fn read_available(&mut self) -> io::Result<Vec<RunLine>> {
+        if self.file.is_none() {
+            match File::open(&self.path) {
+                Ok(file) => self.file = Some(file),
+                Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(err) => return Err(err),
+            }
+        }
+        let Some(file) = self.file.as_mut() else { return Ok(Vec::new()) };
+        let start = self.pending.len();
+        file.read_to_end(&mut self.pending)?;
+        if self.pending.len() == start {
+            return Ok(Vec::new());
+        }
+        // Keep reading from where we are; read_to_end leaves the cursor at the end.
+        file.seek(SeekFrom::Current(0))?;
+        let Some(last_newline) = self.pending.iter().rposition(|&b| b == b'\n') else {
+            return Ok(Vec::new());
+        };
+        let complete: Vec<u8> = self.pending.drain(..=last_newline).collect();
+        let mut lines = Vec::new();
+        for raw in complete.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            match serde_json::from_slice::<RunLine>(raw) {
+                Ok(line) if line.n > self.after => {
+                    self.after = line.n;
+                    lines.push(line);
+                }
+                Ok(_) => {}
+                Err(err) => tracing::warn!(path = %self.path.display(), error = %err, "skipping an unreadable log line"),
+            }
+        }
+        Ok(lines)
+    }
+}
