@@ -10,8 +10,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct Timestamp(DateTime<Utc>);
 
 impl Timestamp {
+    /// Now, to the millisecond: the precision every timestamp is written with, so a value
+    /// read back from any store equals the one written.
     pub fn now() -> Self {
-        Timestamp(Utc::now())
+        let now = Utc::now();
+        Timestamp(DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now))
     }
 
     pub fn from_datetime(at: DateTime<Utc>) -> Self {

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::config::{
@@ -30,7 +30,7 @@ const MAX_MAP_ENTRIES: usize = 100;
 const MAX_STRING: usize = 8 * 1024;
 
 /// One thing wrong with a request: the field (a dotted path) and the rule it broke.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
     pub field: String,
     pub message: String,

@@ -1,0 +1,302 @@
+//! The wire types of the REST API (`/v1`), shared by the server (which builds them from job
+//! records) and the client (which reads them). The JSON shapes here are the contract; the
+//! record types in `jobforge-core` may change without changing them.
+//!
+//! Nothing here knows HTTP; status codes live with the server.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use jobforge_core::config::JobSpec;
+use jobforge_core::id::JobId;
+use jobforge_core::logs::LogLine;
+use jobforge_core::record::{Failure, JobRecord, KillRequest, PhaseTimes, TestResult};
+use jobforge_core::validate::Problem;
+use jobforge_core::{JobStatus, Phase, Timestamp};
+
+/// `POST /v1/jobs` → 201.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Submitted {
+    pub job_id: JobId,
+    pub status: JobStatus,
+}
+
+/// A job as `GET /v1/jobs/{id}` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobView {
+    pub job_id: JobId,
+    pub status: JobStatus,
+    /// The phase running now, or the last one that ran.
+    #[serde(default)]
+    pub phase: Option<Phase>,
+    #[serde(default)]
+    pub failed_phase: Option<Phase>,
+    #[serde(default)]
+    pub error: Option<Failure>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    pub image_name: String,
+    pub registry_url: String,
+    pub image_tags: Vec<String>,
+    /// `<registry>/temp/<id>:latest`, where the build pushes and the tests pull from.
+    pub temp_image: String,
+    /// The digest built, tested and published.
+    #[serde(default)]
+    pub image_digest: Option<String>,
+    /// Every final reference that holds `image_digest`.
+    #[serde(default)]
+    pub published: Vec<String>,
+    #[serde(default)]
+    pub tests: Vec<TestView>,
+    pub timestamps: PhaseTimes,
+    pub durations_ms: Durations,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill: Option<KillRequest>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// The job as submitted, with defaults filled in (`webhook_secret` shown as `***`).
+    pub config: serde_json::Value,
+}
+
+/// One test and how it went.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TestView {
+    #[serde(flatten)]
+    pub result: TestResult,
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+}
+
+/// How long each phase and the whole job took, in milliseconds (so far, for a running phase).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Durations {
+    #[serde(default)]
+    pub build: Option<u64>,
+    #[serde(default)]
+    pub test: Option<u64>,
+    #[serde(default)]
+    pub publish: Option<u64>,
+    #[serde(default)]
+    pub total: Option<u64>,
+}
+
+/// One entry of `GET /v1/jobs`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobSummary {
+    pub job_id: JobId,
+    pub status: JobStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    pub image_name: String,
+    pub image_tags: Vec<String>,
+    #[serde(default)]
+    pub failed_phase: Option<Phase>,
+    #[serde(default)]
+    pub image_digest: Option<String>,
+    pub created_at: Timestamp,
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+}
+
+/// `GET /v1/jobs` → 200.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    pub jobs: Vec<JobSummary>,
+    pub total: u64,
+    pub limit: usize,
+    pub offset: usize,
+}
+
+/// `GET /v1/jobs/{id}/logs` → 200.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Logs {
+    pub job_id: JobId,
+    pub status: JobStatus,
+    pub lines: Vec<LogLine>,
+    /// Pass as `after` to get the lines that follow.
+    pub next_after: u64,
+    /// True when the job has ended and no lines match beyond `next_after`.
+    pub complete: bool,
+}
+
+/// `POST /v1/jobs/{id}/cleanup` → 200.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CleanedUp {
+    pub job_id: JobId,
+    pub removed: Vec<String>,
+}
+
+/// `POST /v1/jobs/{id}/kill` body (optional).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KillBody {
+    #[serde(default)]
+    pub by: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `GET /health` → 200.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+    pub backend: String,
+    pub store: String,
+    pub time: Timestamp,
+}
+
+/// `GET /ready` → 200 or 503: each dependency and `ok` or what is wrong with it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Ready {
+    pub ready: bool,
+    pub checks: BTreeMap<String, String>,
+}
+
+/// Every error response: a message, a stable code, and for refused input every problem.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    pub code: ErrorCode,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<Problem>,
+}
+
+/// What kind of error, for callers that branch on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400: the request is malformed or a field breaks a rule (see `problems`).
+    InvalidRequest,
+    /// 404: no such job or route.
+    NotFound,
+    /// 405: the route exists, the method does not.
+    MethodNotAllowed,
+    /// 409: the job is in a state that does not allow this (kill of a finished job).
+    Conflict,
+    /// 422: valid, but this server cannot do it (unsupported field, missing secret).
+    Unprocessable,
+    /// 503: the service is shutting down or a dependency is down.
+    Unavailable,
+    /// 500: the service failed; details are in its log, not here.
+    Internal,
+}
+
+/// Server-sent events of `GET /v1/jobs/{id}/events`: `status` (a [`JobView`]) whenever the
+/// job changes, `log` (a [`LogLine`], with the SSE id set to its `seq`) for each line, and a
+/// final `end` (a [`JobView`]) once the job has finished and every line was sent.
+pub mod events {
+    pub const STATUS: &str = "status";
+    pub const LOG: &str = "log";
+    pub const END: &str = "end";
+}
+
+impl JobView {
+    pub fn from_record(record: &JobRecord) -> Self {
+        let spec = &record.spec;
+        JobView {
+            job_id: record.id,
+            status: record.status,
+            phase: record.phase(),
+            failed_phase: record.failure.as_ref().map(|f| f.phase),
+            error: record.failure.clone(),
+            owner: spec.owner.clone(),
+            image_name: spec.image_name.to_string(),
+            registry_url: spec.registry_url.to_string(),
+            image_tags: spec.image_tags.iter().map(ToString::to_string).collect(),
+            temp_image: record.temp_image.to_string(),
+            image_digest: record.image_digest.as_ref().map(ToString::to_string),
+            published: record.published.iter().map(ToString::to_string).collect(),
+            tests: record.tests.iter().map(TestView::from_result).collect(),
+            timestamps: record.times.clone(),
+            durations_ms: Durations::of(record),
+            kill: record.kill.clone(),
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+            config: public_config(spec),
+        }
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        self.status.is_terminal()
+    }
+}
+
+impl TestView {
+    fn from_result(result: &TestResult) -> Self {
+        let duration_ms = match (result.started, result.ended) {
+            (Some(start), Some(end)) => Some(millis(end.since(start))),
+            _ => None,
+        };
+        TestView { result: result.clone(), duration_ms }
+    }
+}
+
+impl Durations {
+    pub fn of(record: &JobRecord) -> Self {
+        let now = Timestamp::now();
+        let t = &record.times;
+        let span = |start: Option<Timestamp>, end: Option<Timestamp>| -> Option<u64> {
+            let end = end.or_else(|| (!record.status.is_terminal()).then_some(now))?;
+            Some(millis(end.since(start?)))
+        };
+        Durations {
+            build: span(t.build_start, t.build_end),
+            test: span(t.test_start, t.test_end),
+            publish: span(t.publish_start, t.publish_end),
+            total: span(t.job_start, t.job_end),
+        }
+    }
+}
+
+impl JobSummary {
+    pub fn from_record(record: &JobRecord) -> Self {
+        JobSummary {
+            job_id: record.id,
+            status: record.status,
+            owner: record.spec.owner.clone(),
+            image_name: record.spec.image_name.to_string(),
+            image_tags: record.spec.image_tags.iter().map(ToString::to_string).collect(),
+            failed_phase: record.failure.as_ref().map(|f| f.phase),
+            image_digest: record.image_digest.as_ref().map(ToString::to_string),
+            created_at: record.created_at,
+            duration_ms: Durations::of(record).total,
+        }
+    }
+}
+
+/// The job's config in the seed's flat form, with the webhook secret hidden.
+pub fn public_config(spec: &JobSpec) -> serde_json::Value {
+    let mut value = serde_json::to_value(spec).unwrap_or(serde_json::Value::Null);
+    if let Some(secret) = value.pointer_mut("/webhook/secret") {
+        *secret = serde_json::Value::String("***".into());
+    }
+    value
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jobforge_core::image::ImageRef;
+
+    #[test]
+    fn views_hide_the_webhook_secret() {
+        let spec = jobforge_core::validate::job_spec(&serde_json::json!({
+            "repo_url": "https://example.com/r.git", "image_name": "app", "registry_url": "127.0.0.1:5000",
+            "webhook_url": "https://hooks.example.com", "webhook_secret": "s3cret-hmac",
+        }))
+        .unwrap();
+        let id = JobId::new();
+        let temp: ImageRef = format!("127.0.0.1:5000/temp/{id}:latest").parse().unwrap();
+        let record = JobRecord::new(id, spec, temp, Timestamp::now());
+        let json = serde_json::to_string(&JobView::from_record(&record)).unwrap();
+        assert!(!json.contains("s3cret-hmac"));
+        let back: JobView = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.status, JobStatus::Pending);
+    }
+}

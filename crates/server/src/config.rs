@@ -1,0 +1,153 @@
+//! The service's settings: [`ServiceConfig`] with its defaults, and [`ConfigFile`], the optional
+//! YAML file (`--config`) whose values sit between the defaults and the environment/flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use jobforge_core::Duration;
+use jobforge_core::engine::Settings;
+use jobforge_core::image::RegistryHost;
+use jobforge_core::secret::SecretPath;
+
+/// Where phases run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    Local,
+    Nomad,
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "local" => Ok(BackendKind::Local),
+            "nomad" => Ok(BackendKind::Nomad),
+            other => Err(format!("unknown backend {other:?} (expected local or nomad)")),
+        }
+    }
+}
+
+/// Everything the service needs to start.
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub backend: BackendKind,
+    pub temp_registry: Option<RegistryHost>,
+    pub temp_registry_credentials: Option<SecretPath>,
+    pub insecure_registries: Vec<RegistryHost>,
+    pub build_timeout: Duration,
+    pub test_timeout: Duration,
+    pub publish_timeout: Duration,
+    pub kill_grace: Duration,
+    pub max_active_jobs: usize,
+    pub storage_driver: String,
+    pub oci_runtime: String,
+    pub extra_ca_file: Option<PathBuf>,
+    /// The shim command of the local backend (program and leading arguments).
+    pub shim: Vec<std::ffi::OsString>,
+}
+
+impl ServiceConfig {
+    /// Defaults for everything, with `data_dir` and the shim command given.
+    pub fn new(data_dir: PathBuf, shim: Vec<std::ffi::OsString>) -> Self {
+        ServiceConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir,
+            backend: BackendKind::Local,
+            temp_registry: None,
+            temp_registry_credentials: None,
+            insecure_registries: Vec::new(),
+            build_timeout: Duration::from_mins(30),
+            test_timeout: Duration::from_mins(15),
+            publish_timeout: Duration::from_mins(15),
+            kill_grace: Duration::from_secs(10),
+            max_active_jobs: 4,
+            storage_driver: "overlay".into(),
+            oci_runtime: "runc".into(),
+            extra_ca_file: None,
+            shim,
+        }
+    }
+
+    pub fn engine_settings(&self) -> Settings {
+        Settings {
+            build_timeout: self.build_timeout,
+            test_timeout: self.test_timeout,
+            publish_timeout: self.publish_timeout,
+            kill_grace: self.kill_grace.to_std(),
+            temp_registry: self.temp_registry.clone(),
+            temp_registry_credentials: self.temp_registry_credentials.clone(),
+            max_active_jobs: self.max_active_jobs,
+            ..Settings::default()
+        }
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("jobforge.db")
+    }
+
+    pub fn secrets_path(&self) -> PathBuf {
+        self.data_dir.join("secrets.json")
+    }
+}
+
+/// The optional config file: any setting, all optional. Unknown keys are refused.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub backend: Option<BackendKind>,
+    pub temp_registry: Option<RegistryHost>,
+    pub temp_registry_credentials: Option<SecretPath>,
+    #[serde(default)]
+    pub insecure_registries: Vec<RegistryHost>,
+    pub build_timeout: Option<Duration>,
+    pub test_timeout: Option<Duration>,
+    pub publish_timeout: Option<Duration>,
+    pub kill_grace: Option<Duration>,
+    pub max_active_jobs: Option<usize>,
+    pub storage_driver: Option<String>,
+    pub oci_runtime: Option<String>,
+    pub extra_ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} is invalid: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+impl ConfigFile {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        serde_saphyr::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_file_reads_durations_and_refuses_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, "build_timeout: 45m\ninsecure_registries: [\"127.0.0.1:5000\"]\n").unwrap();
+        let file = ConfigFile::load(&path).unwrap();
+        assert_eq!(file.build_timeout.unwrap().as_secs(), 2700);
+        assert_eq!(file.insecure_registries.len(), 1);
+        std::fs::write(&path, "build_timout: 45m\n").unwrap();
+        assert!(ConfigFile::load(&path).unwrap_err().to_string().contains("build_timout"));
+    }
+}

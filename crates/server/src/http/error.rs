@@ -1,0 +1,83 @@
+//! [`ApiError`]: every refusal and failure of a request, with its status and JSON body.
+//!
+//! A caller's mistake is a 4xx naming the field and the rule; a failure of the service is a
+//! 500 whose details are logged here, in the request's span, and withheld from the body.
+
+use axum::Json;
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+
+use jobforge_api::{ErrorBody, ErrorCode};
+use jobforge_core::validate::Problem;
+
+#[derive(Debug)]
+pub enum ApiError {
+    Invalid { message: String, problems: Vec<Problem> },
+    NotFound(String),
+    MethodNotAllowed,
+    Conflict(String),
+    Unprocessable { message: String, problems: Vec<Problem> },
+    Unavailable(String),
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        ApiError::Invalid {
+            message: format!("invalid request: {field} {message}"),
+            problems: vec![Problem::new(field, message)],
+        }
+    }
+
+    pub fn problems(problems: Vec<Problem>) -> Self {
+        let message = match problems.as_slice() {
+            [one] => format!("invalid job config: {} {}", one.field, one.message),
+            many => format!("invalid job config: {} problems", many.len()),
+        };
+        ApiError::Invalid { message, problems }
+    }
+
+    /// A failure of the service: logged with its cause, reported without it.
+    pub fn internal(context: &str, error: impl std::fmt::Display) -> Self {
+        tracing::error!(%error, "{context}");
+        ApiError::Internal(context.to_owned())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, error, problems) = match self {
+            ApiError::Invalid { message, problems } => {
+                (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message, problems)
+            }
+            ApiError::NotFound(message) => (StatusCode::NOT_FOUND, ErrorCode::NotFound, message, Vec::new()),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorCode::MethodNotAllowed,
+                "method not allowed on this path".to_owned(),
+                Vec::new(),
+            ),
+            ApiError::Conflict(message) => (StatusCode::CONFLICT, ErrorCode::Conflict, message, Vec::new()),
+            ApiError::Unprocessable { message, problems } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::Unprocessable, message, problems)
+            }
+            ApiError::Unavailable(message) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, message, Vec::new()),
+            ApiError::Internal(context) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                format!("internal error: {context} (details are in the service log)"),
+                Vec::new(),
+            ),
+        };
+        (status, Json(ErrorBody { error, code, problems })).into_response()
+    }
+}
+
+pub async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound(format!("no such endpoint: {}", uri.path()))
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

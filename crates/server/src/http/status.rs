@@ -1,0 +1,39 @@
+//! `/health` (the process answers) and `/ready` (its store, backend and secrets answer).
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+
+use jobforge_api::{Health, Ready};
+use jobforge_core::Timestamp;
+
+use super::AppState;
+
+pub async fn health(State(state): State<AppState>) -> Json<Health> {
+    let info = &state.info;
+    Json(Health {
+        status: "ok".into(),
+        version: info.version.clone(),
+        backend: info.backend.clone(),
+        store: info.store.clone(),
+        time: Timestamp::now(),
+    })
+}
+
+pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
+    let ports = state.engine.ports();
+    let (store, backend, secrets) = tokio::join!(ports.store.check(), ports.backend.check(), ports.secrets.check());
+    let checks: BTreeMap<String, String> = [
+        ("store", store.map_err(|e| e.to_string())),
+        ("backend", backend.map_err(|e| e.to_string())),
+        ("secrets", secrets.map_err(|e| e.to_string())),
+    ]
+    .into_iter()
+    .map(|(name, result)| (name.to_owned(), result.err().unwrap_or_else(|| "ok".into())))
+    .collect();
+    let ready = checks.values().all(|v| v == "ok");
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(Ready { ready, checks }))
+}

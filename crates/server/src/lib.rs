@@ -1,0 +1,65 @@
+//! The jobforge service: configuration ([`config`]), the choice and construction of adapters
+//! ([`wiring`]), and the REST API over the engine ([`http`]).
+//!
+//! This is the only crate that knows HTTP. It owns no job logic: every request becomes a call
+//! on `jobforge_core::engine::Engine`.
+
+pub mod config;
+pub mod http;
+pub mod wiring;
+
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::ServiceConfig;
+
+/// Why the service could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Wiring(#[from] wiring::WiringError),
+    #[error("could not listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("could not resume jobs: {0}")]
+    Recover(#[from] jobforge_core::ports::StoreError),
+    #[error("the HTTP server failed: {0}")]
+    Http(#[source] std::io::Error),
+}
+
+/// How long shutdown waits for job drivers to reach a safe point.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+/// Run the service until `shutdown` is cancelled. `on_listen` hears the bound address (port 0
+/// picks a free one).
+pub async fn serve(
+    config: ServiceConfig,
+    shutdown: CancellationToken,
+    on_listen: impl FnOnce(std::net::SocketAddr),
+) -> Result<(), ServeError> {
+    let wired = wiring::wire(&config)?;
+    let engine = jobforge_core::engine::Engine::new(wired.ports, config.engine_settings(), shutdown.child_token());
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Listen { addr: config.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Listen { addr: config.listen, source })?;
+    // Resume before serving: a status read right after start-up already sees resumed jobs.
+    let recovery = engine.recover().await?;
+    tracing::info!(resumed = recovery.resumed.len(), removed = recovery.removed.len(), "recovered");
+    let state = http::AppState::new(engine.clone(), wired.info, shutdown.clone());
+    on_listen(addr);
+    tracing::info!(%addr, "listening");
+    axum::serve(listener, http::app(state))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await
+        .map_err(ServeError::Http)?;
+    if tokio::time::timeout(DRAIN_LIMIT, engine.drained()).await.is_err() {
+        tracing::warn!("job drivers did not stop in time; their jobs resume on the next start");
+    }
+    Ok(())
+}

@@ -1,0 +1,63 @@
+//! Wiring: from a [`ServiceConfig`] to the engine's ports. The one place that chooses adapters.
+
+use std::sync::Arc;
+
+use jobforge_core::engine::Ports;
+use jobforge_local::{FileSecrets, LocalBackend, LocalConfig};
+use jobforge_registry::{OciRegistry, RegistryConfig};
+use jobforge_sqlite::SqliteStore;
+
+use crate::config::{BackendKind, ServiceConfig};
+use crate::http::ServiceInfo;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WiringError {
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the job store: {0}")]
+    Store(#[source] jobforge_core::ports::StoreError),
+    #[error("cannot set up the local backend: {0}")]
+    Local(#[from] jobforge_local::LocalError),
+    #[error("cannot set up the registry client: {0}")]
+    Registry(#[source] jobforge_core::ports::RegistryError),
+    #[error("the nomad backend is not available in this build yet; use --backend local")]
+    NomadUnavailable,
+}
+
+/// The ports, and how the service describes itself.
+pub struct Wired {
+    pub ports: Ports,
+    pub info: ServiceInfo,
+}
+
+pub fn wire(config: &ServiceConfig) -> Result<Wired, WiringError> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|source| WiringError::DataDir { path: config.data_dir.clone(), source })?;
+    let store = Arc::new(SqliteStore::open(&config.database_path()).map_err(WiringError::Store)?);
+    let secrets = Arc::new(FileSecrets::new(config.secrets_path()));
+    let registry = Arc::new(
+        OciRegistry::new(RegistryConfig { insecure: config.insecure_registries.clone(), ..RegistryConfig::default() })
+            .map_err(WiringError::Registry)?,
+    );
+    let backend = match config.backend {
+        BackendKind::Local => {
+            let mut local = LocalConfig::new(config.data_dir.clone(), config.shim.clone());
+            local.storage_driver = config.storage_driver.clone();
+            local.oci_runtime = config.oci_runtime.clone();
+            local.insecure_registries = config.insecure_registries.clone();
+            local.extra_ca_file = config.extra_ca_file.clone();
+            Arc::new(LocalBackend::new(local, secrets.clone())?)
+        }
+        BackendKind::Nomad => return Err(WiringError::NomadUnavailable),
+    };
+    let info = ServiceInfo {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        backend: "local".to_owned(),
+        store: "sqlite".to_owned(),
+    };
+    Ok(Wired { ports: Ports { backend, store, secrets, registry }, info })
+}

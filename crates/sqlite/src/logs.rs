@@ -1,0 +1,166 @@
+//! The log archive in the `logs` table: appending lines with per-job sequence numbers, and the
+//! reads that followers and failure reports make.
+//!
+//! Sequence numbers are assigned here and nowhere else, inside the append's write transaction,
+//! so they stay gap-free. Functions are blocking and take the connection they run on; they must
+//! not choose a connection, lock anything or touch the `jobs` table beyond checking a job exists.
+
+use rusqlite::{Connection, Params, Statement, TransactionBehavior, params};
+
+use crate::error::{DbError, corrupt};
+use crate::sql_int;
+use jobforge_core::logs::{LogLine, LogQuery, NewLogLine};
+use jobforge_core::ports::StoreError;
+use jobforge_core::{JobId, Phase, RunId, Timestamp};
+
+const COLUMNS: &str = "seq, ts, phase, test, stream, text";
+
+/// Only a repeated origin is skipped. Naming the conflict target keeps any other conflict (a
+/// seq taken twice, which the write lock rules out) an error instead of a silently lost line.
+const INSERT_LINE: &str = "
+    INSERT INTO logs (job_id, seq, phase, test, stream, ts, text, origin_run, origin_n)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+    ON CONFLICT (job_id, origin_run, origin_n) WHERE origin_run IS NOT NULL DO NOTHING";
+
+/// Archive `lines` of `job` in one transaction; returns the job's highest seq afterwards.
+///
+/// A line whose origin is already stored is skipped and takes no seq, so replays leave no gaps.
+pub(crate) fn append(conn: &mut Connection, job: JobId, lines: &[NewLogLine]) -> Result<u64, DbError> {
+    // IMMEDIATE takes SQLite's write lock up front: no other connection (another process on the
+    // same file) can append between reading the highest seq and inserting after it.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let id = job.to_string();
+    require_job(&tx, job, &id)?;
+    let mut seq = highest_seq(&tx, &id)?;
+    {
+        let mut insert = tx.prepare_cached(INSERT_LINE)?;
+        for line in lines {
+            // Not inserted when its origin is archived already: the seq stays free for the next line.
+            if insert_line(&mut insert, &id, seq + 1, line)? {
+                seq += 1;
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(seq)
+}
+
+/// Insert `line` as `seq`; false if its origin was archived already.
+fn insert_line(insert: &mut Statement<'_>, id: &str, seq: u64, line: &NewLogLine) -> Result<bool, DbError> {
+    let (run, n) = origin(line);
+    let (phase, stream, ts) = (line.phase.as_str(), line.stream.as_str(), line.ts.unix_millis());
+    let added = insert.execute(params![id, sql_int(seq), phase, line.test, stream, ts, line.text, run, n])?;
+    Ok(added == 1)
+}
+
+/// The highest `n` archived from `run` of `job`, 0 if none.
+pub(crate) fn last_line(conn: &Connection, job: JobId, run: &RunId) -> Result<u64, DbError> {
+    let sql = "SELECT coalesce(max(origin_n), 0) FROM logs WHERE job_id = ?1 AND origin_run = ?2";
+    let n: i64 = conn.prepare_cached(sql)?.query_row(params![job.to_string(), run.as_str()], |row| row.get(0))?;
+    unsigned(job, "origin_n", n)
+}
+
+/// Lines matching `query`, in seq order; none for `limit: 0`.
+pub(crate) fn query(conn: &Connection, job: JobId, query: &LogQuery) -> Result<Vec<LogLine>, DbError> {
+    if query.limit == 0 {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {COLUMNS} FROM logs WHERE job_id = ?1 AND seq > ?2
+         AND (?3 IS NULL OR phase = ?3) AND (?4 IS NULL OR test = ?4) ORDER BY seq LIMIT ?5"
+    );
+    let phase = query.phase.map(Phase::as_str);
+    lines(conn, job, &sql, params![job.to_string(), sql_int(query.after), phase, query.test, sql_int(query.limit)])
+}
+
+/// The last `n` lines of `phase` (of one test if `test` is set), in seq order.
+pub(crate) fn tail(
+    conn: &Connection,
+    job: JobId,
+    phase: Phase,
+    test: Option<u32>,
+    n: usize,
+) -> Result<Vec<LogLine>, DbError> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    // The phase index, not the primary key the planner may guess: the tail of an early phase
+    // must not walk backwards through every later line.
+    let sql = format!(
+        "SELECT {COLUMNS} FROM logs INDEXED BY logs_phase
+         WHERE job_id = ?1 AND phase = ?2 AND (?3 IS NULL OR test = ?3)
+         ORDER BY seq DESC LIMIT ?4"
+    );
+    let mut found = lines(conn, job, &sql, params![job.to_string(), phase.as_str(), test, sql_int(n)])?;
+    found.reverse();
+    Ok(found)
+}
+
+/// [`StoreError::NotFound`] unless `job` has a record: lines belong to a job.
+fn require_job(conn: &Connection, job: JobId, id: &str) -> Result<(), DbError> {
+    let exists: bool =
+        conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM jobs WHERE id = ?1)")?.query_row([id], |row| row.get(0))?;
+    if exists { Ok(()) } else { Err(StoreError::NotFound(job).into()) }
+}
+
+fn highest_seq(conn: &Connection, id: &str) -> Result<u64, DbError> {
+    let sql = "SELECT coalesce(max(seq), 0) FROM logs WHERE job_id = ?1";
+    let seq: i64 = conn.prepare_cached(sql)?.query_row([id], |row| row.get(0))?;
+    Ok(u64::try_from(seq).unwrap_or_default())
+}
+
+/// The origin columns of a line: both NULL for lines jobforge wrote itself.
+fn origin(line: &NewLogLine) -> (Option<&str>, Option<i64>) {
+    match &line.origin {
+        Some((run, n)) => (Some(run.as_str()), Some(sql_int(*n))),
+        None => (None, None),
+    }
+}
+
+/// A line as stored, before its columns are checked.
+struct Stored {
+    seq: i64,
+    ts: i64,
+    phase: String,
+    test: Option<i64>,
+    stream: String,
+    text: String,
+}
+
+/// The lines a `SELECT {COLUMNS} ...` query returns, in its order.
+fn lines(conn: &Connection, job: JobId, sql: &str, params: impl Params) -> Result<Vec<LogLine>, DbError> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let rows = statement.query_map(params, |row| {
+        Ok(Stored {
+            seq: row.get(0)?,
+            ts: row.get(1)?,
+            phase: row.get(2)?,
+            test: row.get(3)?,
+            stream: row.get(4)?,
+            text: row.get(5)?,
+        })
+    })?;
+    let rows = rows.collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter().map(|stored| decode(job, stored)).collect()
+}
+
+/// A stored line as readers see it, or [`StoreError::Corrupt`] if a column is out of range.
+fn decode(job: JobId, stored: Stored) -> Result<LogLine, DbError> {
+    let test = match stored.test {
+        Some(test) => Some(u32::try_from(test).map_err(|_| corrupt(job, format!("log line has test index {test}")))?),
+        None => None,
+    };
+    Ok(LogLine {
+        seq: unsigned(job, "seq", stored.seq)?,
+        ts: Timestamp::from_unix_millis(stored.ts)
+            .ok_or_else(|| corrupt(job, format!("log line has time {}", stored.ts)))?,
+        phase: stored.phase.parse().map_err(|err| corrupt(job, err))?,
+        test,
+        stream: stored.stream.parse().map_err(|err| corrupt(job, err))?,
+        text: stored.text,
+    })
+}
+
+fn unsigned(job: JobId, column: &str, value: i64) -> Result<u64, DbError> {
+    u64::try_from(value).map_err(|_| corrupt(job, format!("log line has {column} {value}")))
+}

@@ -1,0 +1,161 @@
+//! [`SqliteStore`]: the handle, its two connections, and the bridge from async callers to
+//! blocking SQLite calls.
+//!
+//! Every call runs on tokio's blocking pool holding the mutex of the one connection it needs:
+//! writes on the writer, reads on the reader. This module must not hold SQL of records or lines
+//! (that is `jobs` and `logs`) and must not block an async worker thread.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use rusqlite::Connection;
+
+use crate::error::DbError;
+use crate::{connection, jobs, logs, schema};
+use jobforge_core::logs::{LogLine, LogQuery, NewLogLine};
+use jobforge_core::ports::{HistoryPage, Store, StoreError};
+use jobforge_core::record::JobRecord;
+use jobforge_core::{JobId, Phase, RunId};
+
+/// Job records and logs in one SQLite file. Cheap to clone; clones share the connections.
+///
+/// **Durability:** a call that returns `Ok` is committed to the write-ahead log and survives the
+/// process being killed (see `connection::writer` for why `synchronous=NORMAL` suffices).
+/// **Cancellation:** dropping a call's future does not stop the call; it commits or fails on
+/// its own, as a whole.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Connections>,
+}
+
+struct Connections {
+    path: PathBuf,
+    /// Every write, one at a time. Appends read the highest seq and insert after it under this
+    /// lock (and SQLite's write lock, for other processes on the same file).
+    writer: Mutex<Connection>,
+    /// Every read. In WAL mode it sees the last commit without waiting for a write in progress,
+    /// so log followers never wait on the pump.
+    reader: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Open or create the database at `path` (creating its parent directories), in WAL mode,
+    /// migrated to the current schema.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        create_parent(path)?;
+        let opened = connection::writer(path).and_then(|writer| Ok((writer, connection::reader(path)?)));
+        let (writer, reader) = opened.map_err(|err| {
+            StoreError::Unavailable(format!("could not open {}: {}", path.display(), StoreError::from(err)))
+        })?;
+        let inner = Connections { path: path.to_owned(), writer: Mutex::new(writer), reader: Mutex::new(reader) };
+        Ok(SqliteStore { inner: Arc::new(inner) })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Run `call` on the writer, on the blocking pool.
+    async fn write<T, F>(&self, call: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        blocking(move || call(&mut lock(&inner.writer))).await
+    }
+
+    /// Run `call` on the reader, on the blocking pool.
+    async fn read<T, F>(&self, call: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        blocking(move || call(&mut lock(&inner.reader))).await
+    }
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.inner.path).finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn insert(&self, record: &JobRecord) -> Result<(), StoreError> {
+        let row = jobs::Row::of(record)?;
+        self.write(move |conn| jobs::insert(conn, &row)).await
+    }
+
+    async fn update(&self, record: &JobRecord) -> Result<(), StoreError> {
+        let row = jobs::Row::of(record)?;
+        self.write(move |conn| jobs::update(conn, &row)).await
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
+        self.read(move |conn| jobs::get(conn, id)).await
+    }
+
+    async fn list(&self, limit: usize, offset: usize) -> Result<HistoryPage, StoreError> {
+        self.read(move |conn| jobs::list(conn, limit, offset)).await
+    }
+
+    async fn live(&self) -> Result<Vec<JobRecord>, StoreError> {
+        self.read(|conn| jobs::live(conn)).await
+    }
+
+    async fn append_logs(&self, job: JobId, lines: &[NewLogLine]) -> Result<u64, StoreError> {
+        let lines = lines.to_vec();
+        self.write(move |conn| logs::append(conn, job, &lines)).await
+    }
+
+    async fn last_line(&self, job: JobId, run: &RunId) -> Result<u64, StoreError> {
+        let run = run.clone();
+        self.read(move |conn| logs::last_line(conn, job, &run)).await
+    }
+
+    async fn logs(&self, job: JobId, query: &LogQuery) -> Result<Vec<LogLine>, StoreError> {
+        let query = *query;
+        self.read(move |conn| logs::query(conn, job, &query)).await
+    }
+
+    async fn tail(&self, job: JobId, phase: Phase, test: Option<u32>, n: usize) -> Result<Vec<LogLine>, StoreError> {
+        self.read(move |conn| logs::tail(conn, job, phase, test, n)).await
+    }
+
+    /// The file is readable and holds the schema this build knows.
+    async fn check(&self) -> Result<(), StoreError> {
+        self.read(|conn| schema::check(conn)).await
+    }
+}
+
+/// Run a blocking call on tokio's blocking pool. A panic in it is reported as unavailability.
+async fn blocking<T, F>(call: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, DbError> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(call).await {
+        Ok(result) => result.map_err(StoreError::from),
+        Err(err) => Err(StoreError::Unavailable(format!("sqlite call did not finish: {err}"))),
+    }
+}
+
+/// Lock a connection even if a call panicked while holding it: the panic unwound through the
+/// call's `Transaction`, whose drop rolled it back, so the connection is in a clean state.
+fn lock(connection: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    connection.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn create_parent(path: &Path) -> Result<(), StoreError> {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => std::fs::create_dir_all(parent)
+            .map_err(|err| StoreError::Unavailable(format!("could not create {}: {err}", parent.display()))),
+        _ => Ok(()),
+    }
+}
