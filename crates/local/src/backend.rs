@@ -136,7 +136,8 @@ impl LocalBackend {
     /// proxies and a private home.
     fn base_env(&self, job: JobId) -> BTreeMap<String, String> {
         let mut env = BTreeMap::new();
-        let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+        let path = std::env::var("PATH")
+            .unwrap_or_else(|_| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
         env.insert("PATH".into(), path);
         env.insert("HOME".into(), self.work_dir(job).join("home").display().to_string());
         env.insert("TMPDIR".into(), self.inner.tmp.display().to_string());
@@ -170,9 +171,8 @@ impl LocalBackend {
             for secret in &work.vault_secrets {
                 let data = secrets.read(&secret.path).await.map_err(|e| e.to_string())?;
                 for (field, env) in &secret.fields {
-                    let value = data
-                        .get(field)
-                        .ok_or_else(|| format!("secret {} has no field {field:?}", secret.path))?;
+                    let value =
+                        data.get(field).ok_or_else(|| format!("secret {} has no field {field:?}", secret.path))?;
                     resolved.test_env.insert(env.clone(), value.clone());
                 }
             }
@@ -295,7 +295,10 @@ impl Backend for LocalBackend {
     fn unsupported(&self, spec: &JobSpec) -> Vec<Problem> {
         let mut problems = Vec::new();
         if spec.test.gpu_required {
-            problems.push(Problem::new("test.gpu_required", "the local backend cannot place tests on GPUs; use the nomad backend"));
+            problems.push(Problem::new(
+                "test.gpu_required",
+                "the local backend cannot place tests on GPUs; use the nomad backend",
+            ));
         }
         if !spec.test.constraints.is_empty() {
             problems.push(Problem::new("test.constraints", "placement constraints need the nomad backend"));
@@ -305,7 +308,9 @@ impl Backend for LocalBackend {
                 if reserved_env(env.as_str()) {
                     problems.push(Problem::new(
                         format!("test.vault_secrets[{i}].fields.{field}"),
-                        format!("{env} is reserved on the local backend (it steers podman itself); choose another name"),
+                        format!(
+                            "{env} is reserved on the local backend (it steers podman itself); choose another name"
+                        ),
                     ));
                 }
             }
@@ -321,7 +326,8 @@ impl Backend for LocalBackend {
         let start_err = |message: String| BackendError::Start { run: spec.id.clone(), message };
         let job = spec.id.job();
         let work_dir = self.work_dir(job);
-        fs::create_dir_all(work_dir.join("home")).map_err(|e| start_err(format!("creating the work directory: {e}")))?;
+        fs::create_dir_all(work_dir.join("home"))
+            .map_err(|e| start_err(format!("creating the work directory: {e}")))?;
         let secrets = self.resolve(spec).await.map_err(start_err)?;
         let places = Places {
             run_dir: run.path().to_path_buf(),

@@ -12,9 +12,9 @@ use futures::StreamExt;
 use inotify::{Inotify, WatchMask};
 use tokio::sync::{mpsc, oneshot};
 
+use jobforge_core::RunId;
 use jobforge_core::logs::RunLine;
 use jobforge_core::ports::{BackendError, RunEvent, RunEvents, RunExit};
-use jobforge_core::RunId;
 
 use crate::rundir::RunDir;
 
@@ -59,9 +59,7 @@ async fn follow_task(id: &RunId, run: &RunDir, after: u64, tx: &Sender) -> Resul
         if shim_gone {
             let exit = match run.read_exit().map_err(io_err("reading the exit status"))? {
                 Some(record) => record.into(),
-                None => RunExit::Lost {
-                    message: "its supervisor ended without recording an exit status".into(),
-                },
+                None => RunExit::Lost { message: "its supervisor ended without recording an exit status".into() },
             };
             let _ = tx.send(Ok(RunEvent::Exit(exit))).await;
             return Ok(());
@@ -135,7 +133,9 @@ impl LogTail {
                     lines.push(line);
                 }
                 Ok(_) => {}
-                Err(err) => tracing::warn!(path = %self.path.display(), error = %err, "skipping an unreadable log line"),
+                Err(err) => {
+                    tracing::warn!(path = %self.path.display(), error = %err, "skipping an unreadable log line")
+                }
             }
         }
         Ok(lines)

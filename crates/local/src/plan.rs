@@ -110,7 +110,13 @@ fn auth_file(places: &Places, secrets: &Resolved) -> Option<SecretFile> {
     Some(SecretFile { path: places.run_dir.join("auth.json"), contents })
 }
 
-fn build_steps(tools: &Tools, places: &Places, work: &BuildWork, authfile: Option<&str>, secrets: &Resolved) -> Vec<Step> {
+fn build_steps(
+    tools: &Tools,
+    places: &Places,
+    work: &BuildWork,
+    authfile: Option<&str>,
+    secrets: &Resolved,
+) -> Vec<Step> {
     let src = places.work_dir.join("src");
     let src_arg = src.display().to_string();
     let git = |args: &[&str]| -> Vec<String> {
@@ -154,8 +160,7 @@ fn build_steps(tools: &Tools, places: &Places, work: &BuildWork, authfile: Optio
     let context = inside(&work.context);
     let image = work.image.to_string();
 
-    let mut bud: Vec<String> =
-        ["bud", "--isolation", "chroot", "--layers"].map(String::from).to_vec();
+    let mut bud: Vec<String> = ["bud", "--isolation", "chroot", "--layers"].map(String::from).to_vec();
     if work.no_cache {
         bud.push("--no-cache".into());
     }

@@ -93,7 +93,9 @@ fn lock_waiting(path: &Path) -> io::Result<fs::File> {
     for _ in 0..100 {
         match create_locked(path) {
             Ok(file) => return Ok(file),
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(std::time::Duration::from_millis(20)),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
             Err(err) => return Err(err),
         }
     }
@@ -129,7 +131,9 @@ mod tests {
         let secrets = FileSecrets::new(dir.path().join("secrets.json"));
         let path: SecretPath = "git/app".parse().unwrap();
         assert!(!secrets.exists(&path).await.unwrap());
-        secrets.put(&path, BTreeMap::from([("username".into(), "bob".into()), ("password".into(), "pw1".into())])).unwrap();
+        secrets
+            .put(&path, BTreeMap::from([("username".into(), "bob".into()), ("password".into(), "pw1".into())]))
+            .unwrap();
         let data = secrets.read(&path).await.unwrap();
         assert_eq!(data.get("password").unwrap().expose(), "pw1");
         let mode = fs::metadata(secrets.path()).unwrap().permissions().mode() & 0o777;

@@ -325,7 +325,11 @@ impl Shim {
         };
         if let ExitRecord::Exited { code, .. } | ExitRecord::Signaled { signal: code, .. } = &outcome {
             if !matches!(outcome, ExitRecord::Exited { code: 0, .. }) {
-                let how = if matches!(outcome, ExitRecord::Signaled { .. }) { "was killed by signal" } else { "exited with code" };
+                let how = if matches!(outcome, ExitRecord::Signaled { .. }) {
+                    "was killed by signal"
+                } else {
+                    "exited with code"
+                };
                 self.log.system(&format!("{program} {how} {code}"));
             }
         }
@@ -478,8 +482,7 @@ pub fn display_command(argv: &[String]) -> String {
 }
 
 fn quote(arg: &str) -> String {
-    let plain = !arg.is_empty()
-        && arg.bytes().all(|b| b.is_ascii_alphanumeric() || b"_@%+=:,./-".contains(&b));
+    let plain = !arg.is_empty() && arg.bytes().all(|b| b.is_ascii_alphanumeric() || b"_@%+=:,./-".contains(&b));
     if plain { arg.to_owned() } else { format!("'{}'", arg.replace('\'', r"'\''")) }
 }
 

@@ -170,10 +170,8 @@ async fn build_test_and_publish_the_example() {
     assert_eq!(exit, RunExit::Exited { code: 0 }, "{}", text(&lines));
     assert!(lines.iter().any(|l| l.text == EXAMPLE_OUTPUT), "{}", text(&lines));
 
-    let targets: Vec<ImageRef> = ["v1", "latest"]
-        .iter()
-        .map(|tag| format!("{}/team/app:{tag}", env.registry.host()).parse().unwrap())
-        .collect();
+    let targets: Vec<ImageRef> =
+        ["v1", "latest"].iter().map(|tag| format!("{}/team/app:{tag}", env.registry.host()).parse().unwrap()).collect();
     let publish = RunSpec {
         id: RunKey::publish(env.job).id(),
         work: RunWork::Publish(PublishWork {

@@ -44,9 +44,8 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let wired = wiring::wire(&config)?;
     let engine = jobforge_core::engine::Engine::new(wired.ports, config.engine_settings(), shutdown.child_token());
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServeError::Listen { addr: config.listen, source })?;
+    let listener =
+        TcpListener::bind(config.listen).await.map_err(|source| ServeError::Listen { addr: config.listen, source })?;
     let addr = listener.local_addr().map_err(|source| ServeError::Listen { addr: config.listen, source })?;
     // Resume before serving: a status read right after start-up already sees resumed jobs.
     let recovery = engine.recover().await?;

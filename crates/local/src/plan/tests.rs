@@ -79,7 +79,10 @@ fn build_with_private_git_and_registry() {
             git_credentials: Some("git/app".parse().unwrap()),
             dockerfile: serde_json::from_value(serde_json::json!("docker/Dockerfile")).unwrap(),
             context: serde_json::from_value(serde_json::json!(".")).unwrap(),
-            build_args: BTreeMap::from([(serde_json::from_value::<EnvName>(serde_json::json!("VERSION")).unwrap(), "1.2".into())]),
+            build_args: BTreeMap::from([(
+                serde_json::from_value::<EnvName>(serde_json::json!("VERSION")).unwrap(),
+                "1.2".into(),
+            )]),
             no_cache: false,
             image: format!("127.0.0.1:5000/temp/{}:latest", job()).parse().unwrap(),
             registry_credentials: Some("registry/local".parse().unwrap()),
@@ -129,7 +132,10 @@ fn test_command_and_entry_point() {
         registry_credentials: None,
     };
     let secrets = Resolved {
-        test_env: BTreeMap::from([(serde_json::from_value(serde_json::json!("API_TOKEN")).unwrap(), SecretValue::new("tok-789"))]),
+        test_env: BTreeMap::from([(
+            serde_json::from_value(serde_json::json!("API_TOKEN")).unwrap(),
+            SecretValue::new("tok-789"),
+        )]),
         ..Resolved::default()
     };
     let command = RunSpec {
@@ -137,7 +143,11 @@ fn test_command_and_entry_point() {
         work: RunWork::Test(work(TestCase::Command("make test && echo 'done'".into()))),
         resources: jobforge_core::config::Resources { memory: Some(512), ..Default::default() },
     };
-    let entry = RunSpec { id: RunKey::test(job(), 1).id(), work: RunWork::Test(work(TestCase::EntryPoint)), resources: Default::default() };
+    let entry = RunSpec {
+        id: RunKey::test(job(), 1).id(),
+        work: RunWork::Test(work(TestCase::EntryPoint)),
+        resources: Default::default(),
+    };
     let command_plan = plan(&tools(), &places(), &command, &secrets);
     assert_not_in_argv(&command_plan, &["tok-789"]);
     assert_eq!(command_plan.spec.steps[0].env.get("API_TOKEN").map(String::as_str), Some("tok-789"));

@@ -62,7 +62,9 @@ impl IntoResponse for ApiError {
             ApiError::Unprocessable { message, problems } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::Unprocessable, message, problems)
             }
-            ApiError::Unavailable(message) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, message, Vec::new()),
+            ApiError::Unavailable(message) => {
+                (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, message, Vec::new())
+            }
             ApiError::Internal(context) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 ErrorCode::Internal,

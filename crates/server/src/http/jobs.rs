@@ -24,8 +24,8 @@ const MAX_LOG_LIMIT: usize = 10_000;
 /// `POST /v1/jobs`
 pub async fn submit(State(state): State<AppState>, body: Body) -> Result<impl IntoResponse, ApiError> {
     let bytes = read_body(body).await?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::invalid("body", format!("is not valid JSON: {e}")))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid("body", format!("is not valid JSON: {e}")))?;
     let spec = validate::job_spec(&value).map_err(ApiError::problems)?;
     let record = state.engine.submit(spec).await.map_err(|err| match err {
         SubmitError::Unsupported(problems) => {
@@ -47,9 +47,9 @@ pub async fn submit(State(state): State<AppState>, body: Body) -> Result<impl In
 
 /// The body, refused past the size limit with an error naming it.
 async fn read_body(body: Body) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
-        ApiError::invalid("body", format!("is larger than {} KiB", MAX_BODY_BYTES / 1024))
-    })
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::invalid("body", format!("is larger than {} KiB", MAX_BODY_BYTES / 1024)))
 }
 
 /// A job id from the path; anything that is not one names no job.
@@ -83,7 +83,8 @@ pub async fn history(
     let Query(page) = page.map_err(query_error)?;
     let limit = bounded("limit", page.limit, DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT)?;
     let offset = page.offset.unwrap_or(0);
-    let history = state.engine.history(limit, offset).await.map_err(|e| ApiError::internal("could not read the history", e))?;
+    let history =
+        state.engine.history(limit, offset).await.map_err(|e| ApiError::internal("could not read the history", e))?;
     Ok(Json(History {
         jobs: history.jobs.iter().map(JobSummary::from_record).collect(),
         total: history.total,
@@ -164,9 +165,9 @@ pub async fn kill(
             }
         }
     }
-    let by = request.by.or_else(|| {
-        headers.get(header::USER_AGENT).and_then(|ua| ua.to_str().ok()).map(|ua| format!("client {ua}"))
-    });
+    let by = request
+        .by
+        .or_else(|| headers.get(header::USER_AGENT).and_then(|ua| ua.to_str().ok()).map(|ua| format!("client {ua}")));
     let record = state.engine.kill(id, by, request.reason).await.map_err(kill_error)?;
     Ok((StatusCode::ACCEPTED, Json(JobView::from_record(&record))))
 }

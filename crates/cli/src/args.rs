@@ -1,0 +1,218 @@
+//! Command-line arguments. Every `serve` setting has a flag, an environment variable and a
+//! default; the same settings may also come from `--config FILE` (below environment and flags).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use jobforge_core::Duration;
+use jobforge_core::image::RegistryHost;
+use jobforge_core::secret::SecretPath;
+use jobforge_core::{JobId, Phase};
+
+/// jobforge: build an image from a git repository, test exactly that image, and publish it
+/// only if every test passed.
+#[derive(Debug, Parser)]
+#[command(name = "jobforge", version, max_term_width = 100)]
+pub struct Cli {
+    /// The jobforge service to talk to.
+    #[arg(long, global = true, env = "JOB_SERVICE_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+
+    /// Print JSON for scripts instead of text for people.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service.
+    Serve(Box<ServeArgs>),
+
+    /// Submit a job (YAML or JSON file, `-` for stdin).
+    Submit {
+        /// The job config.
+        file: PathBuf,
+        /// Follow the job to its end: phases, logs, and the result. Exits 0 only on SUCCEEDED.
+        #[arg(long, short)]
+        watch: bool,
+    },
+
+    /// Show a job's status.
+    Status { id: JobId },
+
+    /// Show a job's logs.
+    Logs {
+        id: JobId,
+        /// Only this phase.
+        #[arg(long, value_parser = parse_phase)]
+        phase: Option<Phase>,
+        /// Keep following until the job ends.
+        #[arg(long, short)]
+        follow: bool,
+        /// Only lines after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+    },
+
+    /// Stop a job: running work is stopped, nothing more starts, nothing is published.
+    Kill {
+        id: JobId,
+        /// Why, for the record.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+
+    /// Remove what a job left behind (temp image, containers, work directories).
+    Cleanup { id: JobId },
+
+    /// List jobs, newest first.
+    History {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+    },
+
+    /// Check that the service answers, and whether it is ready.
+    Health,
+
+    /// Manage the secrets of the embedded secrets store (the service reads them by path).
+    #[command(subcommand)]
+    Secret(SecretCommand),
+
+    /// Supervise one run (started by the service itself).
+    #[command(hide = true)]
+    Shim { run_dir: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Store fields at a path, replacing what was there: `jobforge secret put git/app username=bob password=...`.
+    Put {
+        path: SecretPath,
+        /// `key=value` pairs.
+        #[arg(required = true)]
+        fields: Vec<String>,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// List secret paths and their field names (never values).
+    List {
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Remove the secret at a path.
+    Delete {
+        path: SecretPath,
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DataDir {
+    /// The service's data directory (job store, secrets, container storage, work directories).
+    /// Default: /var/lib/jobforge as root, else ~/.local/share/jobforge.
+    #[arg(long, env = "JOBFORGE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port and prints it).
+    #[arg(long, env = "JOBFORGE_LISTEN", help_heading = "Service")]
+    pub listen: Option<SocketAddr>,
+
+    #[command(flatten)]
+    pub data: DataDir,
+
+    /// Where phases run: `local` (buildah and podman on this machine) or `nomad`.
+    #[arg(long, env = "JOBFORGE_BACKEND", help_heading = "Service")]
+    pub backend: Option<String>,
+
+    /// YAML file with any of these settings (under their long names with `_`); environment
+    /// and flags override it.
+    #[arg(long, env = "JOBFORGE_CONFIG", help_heading = "Service")]
+    pub config: Option<PathBuf>,
+
+    /// Most jobs past PENDING at once; more wait their turn. [default: 4]
+    #[arg(long, env = "JOBFORGE_MAX_ACTIVE_JOBS", help_heading = "Service")]
+    pub max_active_jobs: Option<usize>,
+
+    /// Registry host[:port] for temp images. [default: the registry host of each job's registry_url]
+    #[arg(long, env = "JOBFORGE_TEMP_REGISTRY", help_heading = "Registries")]
+    pub temp_registry: Option<RegistryHost>,
+
+    /// Secret path of credentials for --temp-registry, when it is not the job's registry.
+    #[arg(long, env = "JOBFORGE_TEMP_REGISTRY_CREDENTIALS", help_heading = "Registries")]
+    pub temp_registry_credentials: Option<SecretPath>,
+
+    /// A registry spoken to over plain http without TLS verification (e.g. one on loopback).
+    /// Repeatable; in the environment, comma-separated.
+    #[arg(
+        long = "insecure-registry",
+        env = "JOBFORGE_INSECURE_REGISTRIES",
+        value_delimiter = ',',
+        help_heading = "Registries"
+    )]
+    pub insecure_registries: Vec<RegistryHost>,
+
+    /// Default build timeout (`30m`, `1h30m`, or seconds). [default: 30m]
+    #[arg(long, env = "JOBFORGE_BUILD_TIMEOUT", help_heading = "Timeouts")]
+    pub build_timeout: Option<Duration>,
+
+    /// Default test timeout. [default: 15m]
+    #[arg(long, env = "JOBFORGE_TEST_TIMEOUT", help_heading = "Timeouts")]
+    pub test_timeout: Option<Duration>,
+
+    /// Publish timeout. [default: 15m]
+    #[arg(long, env = "JOBFORGE_PUBLISH_TIMEOUT", help_heading = "Timeouts")]
+    pub publish_timeout: Option<Duration>,
+
+    /// Grace period between asking a stopped phase to end and forcing it. [default: 10s]
+    #[arg(long, env = "JOBFORGE_KILL_GRACE", help_heading = "Timeouts")]
+    pub kill_grace: Option<Duration>,
+
+    /// containers/storage driver for the local backend: `overlay` or `vfs`. [default: overlay]
+    #[arg(long, env = "JOBFORGE_STORAGE_DRIVER", help_heading = "Local backend")]
+    pub storage_driver: Option<String>,
+
+    /// OCI runtime for test containers. [default: runc]
+    #[arg(long, env = "JOBFORGE_OCI_RUNTIME", help_heading = "Local backend")]
+    pub oci_runtime: Option<String>,
+
+    /// Extra CA certificates (PEM) to trust for git over https, besides the system's.
+    #[arg(long, env = "JOBFORGE_EXTRA_CA_FILE", help_heading = "Local backend")]
+    pub extra_ca_file: Option<PathBuf>,
+
+    /// Log format on stderr: `text` or `json`. [default: text]
+    #[arg(long, env = "JOBFORGE_LOG_FORMAT", default_value = "text", help_heading = "Service")]
+    pub log_format: String,
+}
+
+fn parse_phase(text: &str) -> Result<Phase, String> {
+    text.parse().map_err(|e: jobforge_core::status::BadPhase| e.to_string())
+}
+
+impl DataDir {
+    /// The data directory: the flag or environment, else the default for this user.
+    pub fn resolve(&self) -> PathBuf {
+        if let Some(dir) = &self.data_dir {
+            return dir.clone();
+        }
+        let root = std::env::var("USER").map(|u| u == "root").unwrap_or(false) || is_root();
+        match std::env::var_os("HOME") {
+            Some(home) if !root => PathBuf::from(home).join(".local/share/jobforge"),
+            _ => PathBuf::from("/var/lib/jobforge"),
+        }
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
+}

@@ -1,0 +1,274 @@
+//! How results look: text for people, one JSON document (or one JSON line per event) for
+//! scripts with `--json`.
+
+use std::collections::BTreeMap;
+
+use jobforge_client::{CleanedUp, Health, History, JobView, LogLine, Ready, Submitted};
+use jobforge_core::record::{PhaseTimes, TestStatus};
+use jobforge_core::{JobStatus, Phase, Stream, Timestamp};
+
+pub struct Printer {
+    json: bool,
+}
+
+impl Printer {
+    pub fn new(json: bool) -> Self {
+        Printer { json }
+    }
+
+    fn emit(&self, value: &impl serde::Serialize) {
+        match serde_json::to_string(value) {
+            Ok(text) => println!("{text}"),
+            Err(err) => eprintln!("error: cannot print JSON: {err}"),
+        }
+    }
+
+    pub fn message(&self, text: &str) {
+        if self.json {
+            self.emit(&serde_json::json!({ "message": text }));
+        } else {
+            println!("{text}");
+        }
+    }
+
+    pub fn submitted(&self, submitted: &Submitted) {
+        if self.json {
+            self.emit(
+                &serde_json::json!({ "event": "submitted", "job_id": submitted.job_id, "status": submitted.status }),
+            );
+        } else {
+            println!("submitted job {} ({})", submitted.job_id, submitted.status);
+        }
+    }
+
+    pub fn line(&self, line: &LogLine) {
+        if self.json {
+            self.emit(&serde_json::json!({ "event": "log", "line": line }));
+            return;
+        }
+        let source = match line.test {
+            Some(i) => format!("{} {i}", line.phase),
+            None => line.phase.to_string(),
+        };
+        // jobforge's own lines (the command about to run, why a phase stopped) stand out.
+        match line.stream {
+            Stream::System => println!("[{source}] {}", line.text),
+            Stream::Stdout | Stream::Stderr => println!("[{source}]   {}", line.text),
+        }
+    }
+
+    /// Print what changed between two states of a job: phases that started or ended.
+    pub fn transitions(&self, before: Option<&JobView>, after: &JobView) {
+        if self.json {
+            if before.is_none_or(|b| b.status != after.status || b.updated_at != after.updated_at) {
+                self.emit(&serde_json::json!({ "event": "status", "job": after }));
+            }
+            return;
+        }
+        let empty = PhaseTimes::default();
+        let old = before.map_or(&empty, |b| &b.timestamps);
+        let new = &after.timestamps;
+        for phase in Phase::ALL {
+            let (start, end) = (start_of(new, phase), end_of(new, phase));
+            if start.is_some() && start_of(old, phase).is_none() {
+                let detail = match (phase, after.tests.len()) {
+                    (Phase::Test, n) => format!(" ({n} test{})", if n == 1 { "" } else { "s" }),
+                    _ => String::new(),
+                };
+                println!("==> {phase} started{detail}");
+            }
+            if let (Some(start), Some(end)) = (start, end) {
+                if end_of(old, phase).is_none() {
+                    let failed = after.failed_phase == Some(phase);
+                    let killed = after.status == JobStatus::Killed && after.phase == Some(phase);
+                    let verdict = if failed {
+                        "failed"
+                    } else if killed {
+                        "stopped"
+                    } else {
+                        "passed"
+                    };
+                    println!("==> {phase} {verdict} after {}", seconds(end.since(start)));
+                }
+            }
+        }
+    }
+
+    pub fn finished(&self, job: &JobView) {
+        if self.json {
+            self.emit(&serde_json::json!({ "event": "end", "job": job }));
+            return;
+        }
+        let total = job.durations_ms.total.map(|ms| format!(" in {}", seconds_ms(ms))).unwrap_or_default();
+        println!("{}{total}", job.status);
+        self.job_details(job);
+    }
+
+    fn job_details(&self, job: &JobView) {
+        if let Some(error) = &job.error {
+            println!("  {} failed ({}): {}", error.phase, reason(error.reason), error.message);
+            if error.retryable {
+                println!("  (this may pass if resubmitted unchanged)");
+            }
+            if !error.log_tail.is_empty() {
+                println!("  last lines of the {} log:", error.phase);
+                for line in &error.log_tail {
+                    println!("    {line}");
+                }
+            }
+        }
+        if let Some(kill) = &job.kill {
+            let by = kill.by.as_deref().unwrap_or("someone");
+            let why = kill.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+            println!("  killed by {by} at {}{why}", kill.at);
+        }
+        if let Some(digest) = &job.image_digest {
+            println!("  image digest: {digest}");
+        }
+        if !job.published.is_empty() {
+            println!("  published:");
+            for reference in &job.published {
+                println!("    {reference}");
+            }
+        }
+    }
+
+    pub fn job(&self, job: &JobView) {
+        if self.json {
+            self.emit(job);
+            return;
+        }
+        let phase = job.phase.map(|p| format!(" ({p})")).unwrap_or_default();
+        println!("job {}  {}{phase}", job.job_id, job.status);
+        println!("  image: {}/{}  tags: {}", job.registry_url, job.image_name, job.image_tags.join(", "));
+        if let Some(owner) = &job.owner {
+            println!("  owner: {owner}");
+        }
+        println!("  submitted: {}", job.created_at);
+        let d = &job.durations_ms;
+        for (phase, ms) in [(Phase::Build, d.build), (Phase::Test, d.test), (Phase::Publish, d.publish)] {
+            if let Some(ms) = ms {
+                println!("  {phase}: {}", seconds_ms(ms));
+            }
+        }
+        for test in &job.tests {
+            let r = &test.result;
+            let exit = r.exit_code.map(|c| format!(" (exit {c})")).unwrap_or_default();
+            let took = test.duration_ms.map(|ms| format!(" {}", seconds_ms(ms))).unwrap_or_default();
+            println!("    [{}] {}{exit}{took}  {}", r.index, test_status(r.status), one_line(&r.command));
+        }
+        self.job_details(job);
+    }
+
+    pub fn killed(&self, job: &JobView) {
+        if self.json {
+            self.emit(job);
+        } else {
+            println!(
+                "kill accepted for job {} (was {}); it ends as KILLED once its work has stopped",
+                job.job_id, job.status
+            );
+        }
+    }
+
+    pub fn cleaned(&self, cleaned: &CleanedUp) {
+        if self.json {
+            self.emit(cleaned);
+        } else if cleaned.removed.is_empty() {
+            println!("nothing left to remove for job {}", cleaned.job_id);
+        } else {
+            println!("removed for job {}:", cleaned.job_id);
+            for item in &cleaned.removed {
+                println!("  {item}");
+            }
+        }
+    }
+
+    pub fn history(&self, history: &History) {
+        if self.json {
+            self.emit(history);
+            return;
+        }
+        println!("{} job(s) in total; showing {} from {}", history.total, history.jobs.len(), history.offset);
+        for job in &history.jobs {
+            let took = job.duration_ms.map(seconds_ms).unwrap_or_default();
+            let failed = job.failed_phase.map(|p| format!(" at {p}")).unwrap_or_default();
+            println!(
+                "{}  {:<10} {:>7}  {}:{}{failed}  {}",
+                job.job_id,
+                job.status.as_str(),
+                took,
+                job.image_name,
+                job.image_tags.join(","),
+                job.created_at
+            );
+        }
+    }
+
+    pub fn health(&self, health: &Health, ready: &Ready) {
+        if self.json {
+            self.emit(&serde_json::json!({ "health": health, "ready": ready }));
+            return;
+        }
+        println!("jobforge {} ({} backend, {} store): {}", health.version, health.backend, health.store, health.status);
+        for (name, state) in &ready.checks {
+            println!("  {name}: {state}");
+        }
+        println!("{}", if ready.ready { "ready" } else { "NOT ready" });
+    }
+
+    pub fn secrets(&self, list: &BTreeMap<String, Vec<String>>) {
+        if self.json {
+            self.emit(list);
+            return;
+        }
+        if list.is_empty() {
+            println!("no secrets stored");
+        }
+        for (path, fields) in list {
+            println!("{path}: {}", fields.join(", "));
+        }
+    }
+}
+
+fn start_of(t: &PhaseTimes, phase: Phase) -> Option<Timestamp> {
+    t.start(phase)
+}
+
+fn end_of(t: &PhaseTimes, phase: Phase) -> Option<Timestamp> {
+    t.end(phase)
+}
+
+fn seconds(d: std::time::Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+fn seconds_ms(ms: u64) -> String {
+    format!("{:.1}s", ms as f64 / 1000.0)
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn test_status(status: TestStatus) -> &'static str {
+    match status {
+        TestStatus::Pending => "pending",
+        TestStatus::Running => "running",
+        TestStatus::Passed => "passed",
+        TestStatus::Failed => "FAILED",
+        TestStatus::Stopped => "stopped",
+    }
+}
+
+fn reason(reason: jobforge_core::record::FailureReason) -> &'static str {
+    use jobforge_core::record::FailureReason;
+    match reason {
+        FailureReason::ExitCode => "exit code",
+        FailureReason::Timeout => "timeout",
+        FailureReason::Interrupted => "interrupted",
+        FailureReason::Backend => "backend",
+        FailureReason::Registry => "registry",
+        FailureReason::Secret => "secret",
+    }
+}

@@ -1,0 +1,184 @@
+//! The client commands: each one a call (or a stream of calls) on the service, printed for
+//! people or, with `--json`, for scripts.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use anyhow::Context;
+use futures::StreamExt;
+
+use jobforge_client::{Client, Event, JobView, LogsQuery};
+use jobforge_core::{JobId, JobStatus, Phase};
+use jobforge_local::FileSecrets;
+
+use crate::args::{Cli, Command, SecretCommand};
+use crate::exit::{Exit, UsageError};
+use crate::output::Printer;
+
+pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
+    let printer = Printer::new(cli.json);
+    let client = || Client::new(&cli.url).map_err(anyhow::Error::from);
+    match cli.command {
+        Command::Serve(args) => crate::serve::serve(*args).await,
+        Command::Submit { file, watch } => submit(&client()?, &printer, &file, watch).await,
+        Command::Status { id } => {
+            let job = client()?.job(id).await?;
+            printer.job(&job);
+            Ok(Exit::Ok)
+        }
+        Command::Logs { id, phase, follow, after } => logs(&client()?, &printer, id, phase, follow, after).await,
+        Command::Kill { id, reason } => {
+            let by = format!("{} via jobforge CLI", whoami());
+            let job = client()?.kill(id, Some(&by), reason.as_deref()).await?;
+            printer.killed(&job);
+            Ok(Exit::Ok)
+        }
+        Command::Cleanup { id } => {
+            let cleaned = client()?.cleanup(id).await?;
+            printer.cleaned(&cleaned);
+            Ok(Exit::Ok)
+        }
+        Command::History { limit, offset } => {
+            let history = client()?.history(limit, offset).await?;
+            printer.history(&history);
+            Ok(Exit::Ok)
+        }
+        Command::Health => {
+            let client = client()?;
+            let health = client.health().await?;
+            let ready = client.ready().await?;
+            printer.health(&health, &ready);
+            Ok(if ready.ready { Exit::Ok } else { Exit::Internal })
+        }
+        Command::Secret(command) => secret(&printer, command),
+        Command::Shim { .. } => unreachable!("handled before the runtime starts"),
+    }
+}
+
+async fn submit(client: &Client, printer: &Printer, file: &std::path::Path, watch: bool) -> anyhow::Result<Exit> {
+    let config = read_job_file(file)?;
+    let submitted = client.submit(&config).await?;
+    printer.submitted(&submitted);
+    if !watch {
+        return Ok(Exit::Ok);
+    }
+    watch_job(client, printer, submitted.job_id).await
+}
+
+/// Follow a job to its end, printing phases as they start and end, and every log line.
+async fn watch_job(client: &Client, printer: &Printer, id: JobId) -> anyhow::Result<Exit> {
+    let mut events = client.follow(id, 0, None);
+    let mut last: Option<JobView> = None;
+    while let Some(event) = events.next().await {
+        match event? {
+            Event::Status(job) => {
+                printer.transitions(last.as_ref(), &job);
+                last = Some(job);
+            }
+            Event::Log(line) => printer.line(&line),
+            Event::End(job) => {
+                printer.transitions(last.as_ref(), &job);
+                printer.finished(&job);
+                return Ok(outcome(&job));
+            }
+        }
+    }
+    // The stream ended without `end`: report what the service says now.
+    let job = client.job(id).await?;
+    printer.finished(&job);
+    Ok(outcome(&job))
+}
+
+fn outcome(job: &JobView) -> Exit {
+    match job.status {
+        JobStatus::Succeeded => Exit::Ok,
+        JobStatus::Failed | JobStatus::Killed => Exit::JobFailed,
+        JobStatus::Pending | JobStatus::Building | JobStatus::Testing | JobStatus::Publishing => Exit::Internal,
+    }
+}
+
+async fn logs(
+    client: &Client,
+    printer: &Printer,
+    id: JobId,
+    phase: Option<Phase>,
+    follow: bool,
+    after: u64,
+) -> anyhow::Result<Exit> {
+    if follow {
+        let mut events = client.follow(id, after, phase);
+        while let Some(event) = events.next().await {
+            match event? {
+                Event::Log(line) => printer.line(&line),
+                Event::Status(_) => {}
+                Event::End(_) => break,
+            }
+        }
+        return Ok(Exit::Ok);
+    }
+    let mut query = LogsQuery { phase, after, ..LogsQuery::default() };
+    loop {
+        let page = client.logs(id, &query).await?;
+        for line in &page.lines {
+            printer.line(line);
+        }
+        if page.lines.is_empty() || page.complete {
+            return Ok(Exit::Ok);
+        }
+        query.after = page.next_after;
+    }
+}
+
+/// The job file as JSON: YAML (a superset of JSON) from a file or stdin.
+fn read_job_file(path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+    let text = if path.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).context("cannot read the job from stdin")?;
+        text
+    } else {
+        std::fs::read_to_string(path)
+            .map_err(|e| UsageError(format!("cannot read job file {}: {e}", path.display())))?
+    };
+    let value: serde_json::Value = serde_saphyr::from_str(&text)
+        .map_err(|e| UsageError(format!("job file {} is not valid YAML or JSON: {e}", path.display())))?;
+    if !value.is_object() {
+        return Err(UsageError(format!("job file {} must hold a mapping of job fields", path.display())).into());
+    }
+    Ok(value)
+}
+
+fn secret(printer: &Printer, command: SecretCommand) -> anyhow::Result<Exit> {
+    match command {
+        SecretCommand::Put { path, fields, data } => {
+            let mut values = BTreeMap::new();
+            for field in fields {
+                let (key, value) = field
+                    .split_once('=')
+                    .filter(|(k, _)| !k.is_empty())
+                    .ok_or_else(|| UsageError(format!("{field:?} is not key=value")))?;
+                values.insert(key.to_owned(), value.to_owned());
+            }
+            let store = FileSecrets::new(data.resolve().join("secrets.json"));
+            let keys: Vec<String> = values.keys().cloned().collect();
+            store.put(&path, values).with_context(|| format!("cannot write {}", store.path().display()))?;
+            printer.message(&format!("stored {path} ({})", keys.join(", ")));
+        }
+        SecretCommand::List { data } => {
+            let store = FileSecrets::new(data.resolve().join("secrets.json"));
+            let list = store.list().with_context(|| format!("cannot read {}", store.path().display()))?;
+            printer.secrets(&list);
+        }
+        SecretCommand::Delete { path, data } => {
+            let store = FileSecrets::new(data.resolve().join("secrets.json"));
+            if !store.delete(&path).with_context(|| format!("cannot write {}", store.path().display()))? {
+                return Err(UsageError(format!("no secret at {path}")).into());
+            }
+            printer.message(&format!("deleted {path}"));
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+fn whoami() -> String {
+    std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "someone".into())
+}

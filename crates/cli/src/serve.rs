@@ -1,0 +1,97 @@
+//! `jobforge serve`: settings from defaults < config file < environment < flags, then the
+//! service until SIGINT or SIGTERM.
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use jobforge_server::ServiceConfig;
+use jobforge_server::config::{BackendKind, ConfigFile};
+
+use crate::args::ServeArgs;
+use crate::exit::{Exit, UsageError};
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
+    init_logging(&args.log_format)?;
+    let config = settings(args)?;
+    tracing::info!(data_dir = %config.data_dir.display(), backend = ?config.backend, "starting jobforge");
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    jobforge_server::serve(config, shutdown, |addr| {
+        // Scripts and tests read this line to learn the port.
+        println!("jobforge listening on http://{addr}");
+    })
+    .await?;
+    Ok(Exit::Ok)
+}
+
+fn settings(args: ServeArgs) -> anyhow::Result<ServiceConfig> {
+    let file = match &args.config {
+        Some(path) => ConfigFile::load(path)?,
+        None => ConfigFile::default(),
+    };
+    let data_dir = args.data.data_dir.clone().or(file.data_dir.clone()).unwrap_or_else(|| args.data.resolve());
+    let exe = std::env::current_exe().context("cannot find the jobforge binary (needed to start run shims)")?;
+    let mut config = ServiceConfig::new(data_dir, vec![exe.into(), "shim".into()]);
+    if let Some(listen) = args.listen.or(file.listen) {
+        config.listen = listen;
+    }
+    let backend = match args.backend.as_deref() {
+        Some(text) => Some(text.parse::<BackendKind>().map_err(UsageError)?),
+        None => file.backend,
+    };
+    config.backend = backend.unwrap_or(BackendKind::Local);
+    config.temp_registry = args.temp_registry.or(file.temp_registry);
+    config.temp_registry_credentials = args.temp_registry_credentials.or(file.temp_registry_credentials);
+    config.insecure_registries =
+        if args.insecure_registries.is_empty() { file.insecure_registries } else { args.insecure_registries };
+    macro_rules! setting {
+        ($name:ident) => {
+            if let Some(value) = args.$name.or(file.$name) {
+                config.$name = value;
+            }
+        };
+    }
+    setting!(build_timeout);
+    setting!(test_timeout);
+    setting!(publish_timeout);
+    setting!(kill_grace);
+    setting!(max_active_jobs);
+    setting!(storage_driver);
+    setting!(oci_runtime);
+    config.extra_ca_file = args.extra_ca_file.or(file.extra_ca_file);
+    if config.max_active_jobs == 0 {
+        return Err(UsageError("--max-active-jobs must be at least 1".into()).into());
+    }
+    if !matches!(config.storage_driver.as_str(), "overlay" | "vfs") {
+        return Err(
+            UsageError(format!("--storage-driver must be overlay or vfs, not {:?}", config.storage_driver)).into()
+        );
+    }
+    Ok(config)
+}
+
+fn init_logging(format: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        "text" => builder.init(),
+        "json" => builder.json().init(),
+        other => return Err(UsageError(format!("--log-format must be text or json, not {other:?}")).into()),
+    }
+    Ok(())
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::warn!("cannot listen for signals; stop the service with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("shutting down; running phases continue and are resumed on the next start");
+    shutdown.cancel();
+}
