@@ -1,0 +1,192 @@
+//! Helpers for the end-to-end tests: the real `jobforge serve` as a child process, and small
+//! waits on jobs through the real client.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures::StreamExt;
+use jobforge_client::{Client, Event, JobView, LogsQuery};
+use jobforge_core::{JobId, JobStatus};
+use jobforge_testkit::git::GitRepo;
+use jobforge_testkit::registry::TestRegistry;
+
+/// The longest a job in these tests may take before the test gives up on it.
+pub const JOB_LIMIT: Duration = Duration::from_secs(180);
+
+pub fn jobforge() -> &'static str {
+    env!("CARGO_BIN_EXE_jobforge")
+}
+
+/// A running `jobforge serve` with its own data directory.
+pub struct Service {
+    child: Option<Child>,
+    pub url: String,
+    pub data: PathBuf,
+    args: Vec<String>,
+}
+
+impl Service {
+    /// Serve on a free port with `data` as data directory, treating `registry` as insecure.
+    pub fn start(data: &Path, registry: &TestRegistry, extra: &[&str]) -> Service {
+        let mut args: Vec<String> = vec![
+            "serve".into(),
+            "--data-dir".into(),
+            data.display().to_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--insecure-registry".into(),
+            registry.host(),
+            "--kill-grace".into(),
+            "2s".into(),
+        ];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        Self::spawn(data, args)
+    }
+
+    fn spawn(data: &Path, args: Vec<String>) -> Service {
+        std::fs::create_dir_all(data).unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(data.join("serve.log")).unwrap();
+        let mut child = Command::new(jobforge())
+            .args(&args)
+            .env("RUST_LOG", "info,jobforge_core=debug")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start jobforge serve");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(url) = line.strip_prefix("jobforge listening on ") {
+                    let _ = tx.send(url.to_owned());
+                }
+            }
+        });
+        let url = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => url,
+            Err(_) => panic!("jobforge serve did not start; its log:\n{}", std::fs::read_to_string(data.join("serve.log")).unwrap_or_default()),
+        };
+        Service { child: Some(child), url, data: data.to_path_buf(), args }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(&self.url).unwrap()
+    }
+
+    /// SIGKILL the service: no shutdown of any kind.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Start again on the same data directory (on a new port).
+    pub fn restart(&mut self) {
+        self.kill9();
+        let fresh = Service::spawn(&self.data.clone(), self.args.clone());
+        *self = fresh;
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data.join("serve.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SIGTERM for a clean stop; the process group of runs was already cleaned by jobs.
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A job config for `repo` that publishes `image:tags` to `registry`.
+pub fn job(repo: &str, registry: &TestRegistry, image: &str, tags: &[&str]) -> serde_json::Value {
+    serde_json::json!({
+        "repo_url": repo,
+        "image_name": image,
+        "image_tags": tags,
+        "registry_url": registry.host(),
+    })
+}
+
+/// Follow the job until it ends; returns its final view.
+pub async fn wait_end(client: &Client, id: JobId) -> JobView {
+    let follow = async {
+        let mut events = client.follow(id, 0, None);
+        while let Some(event) = events.next().await {
+            if let Event::End(job) = event.unwrap() {
+                return job;
+            }
+        }
+        client.job(id).await.unwrap()
+    };
+    tokio::time::timeout(JOB_LIMIT, follow).await.expect("the job did not end in time")
+}
+
+/// Wait until the job's status is `status`.
+pub async fn wait_status(client: &Client, id: JobId, status: JobStatus) -> JobView {
+    let wait = async {
+        let mut events = client.follow(id, 0, None);
+        while let Some(event) = events.next().await {
+            match event.unwrap() {
+                Event::Status(job) | Event::End(job) if job.status == status => return job,
+                Event::End(job) => panic!("job ended {} while waiting for {status}", job.status),
+                _ => {}
+            }
+        }
+        panic!("events ended while waiting for {status}");
+    };
+    tokio::time::timeout(JOB_LIMIT, wait).await.expect("status never came")
+}
+
+/// Wait until a log line contains `needle`.
+pub async fn wait_line(client: &Client, id: JobId, needle: &str) {
+    let wait = async {
+        let mut events = client.follow(id, 0, None);
+        while let Some(event) = events.next().await {
+            match event.unwrap() {
+                Event::Log(line) if line.text.contains(needle) => return,
+                Event::End(job) => panic!("job ended {} before printing {needle:?}", job.status),
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(JOB_LIMIT, wait).await.expect("line never came");
+}
+
+/// Every archived line of the job, as text.
+pub async fn all_logs(client: &Client, id: JobId) -> Vec<jobforge_core::logs::LogLine> {
+    let mut lines = Vec::new();
+    let mut query = LogsQuery::default();
+    loop {
+        let page = client.logs(id, &query).await.unwrap();
+        if page.lines.is_empty() {
+            return lines;
+        }
+        query.after = page.next_after;
+        lines.extend(page.lines);
+    }
+}
+
+pub fn texts(lines: &[jobforge_core::logs::LogLine]) -> String {
+    lines.iter().map(|l| format!("[{} {:?}] {}\n", l.phase, l.stream, l.text)).collect()
+}
+
+/// The example repository with `dockerfile` instead of its own.
+pub fn repo_with_dockerfile(dockerfile: &str) -> GitRepo {
+    let repo = GitRepo::example();
+    repo.write("Dockerfile", dockerfile);
+    repo.commit("a Dockerfile for this test");
+    repo
+}
+
+pub const BUSYBOX_BASE: &str = "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\",\"--install\",\"-s\",\"/bin\"]\n";
