@@ -27,6 +27,7 @@ use crate::plan::{self, Places, Resolved};
 use crate::rundir::{RunDir, create_locked};
 use crate::shim::LOCK_FD;
 use crate::tools::Tools;
+use crate::watch::Watcher;
 
 /// How long a forced stop waits for the shim to record the end before killing the shim too.
 const FORCED_STOP_WAIT: Duration = Duration::from_secs(10);
@@ -80,6 +81,8 @@ pub struct LocalBackend {
 
 struct Inner {
     config: LocalConfig,
+    /// Started on first use, inside the runtime.
+    watcher: tokio::sync::OnceCell<Arc<Watcher>>,
     tools: Tools,
     secrets: Arc<dyn Secrets>,
     runs: PathBuf,
@@ -117,7 +120,8 @@ impl LocalBackend {
             ulimits: config.ulimits.clone(),
             insecure: config.insecure_registries.clone(),
         };
-        Ok(LocalBackend { inner: Arc::new(Inner { config, tools, secrets, runs, work, tmp, git_ca_bundle }) })
+        let watcher = tokio::sync::OnceCell::new();
+        Ok(LocalBackend { inner: Arc::new(Inner { config, watcher, tools, secrets, runs, work, tmp, git_ca_bundle }) })
     }
 
     pub fn tools(&self) -> &Tools {
@@ -347,7 +351,13 @@ impl Backend for LocalBackend {
         if !dir.exists() {
             return Err(BackendError::NoSuchRun(run.clone()));
         }
-        Ok(follow::follow(run.clone(), dir, after))
+        let watcher = self
+            .inner
+            .watcher
+            .get_or_try_init(|| async { Watcher::start() })
+            .await
+            .map_err(|source| BackendError::Io { context: "starting the inotify watcher".into(), source })?;
+        Ok(follow::follow(watcher.clone(), run.clone(), dir, after))
     }
 
     async fn stop(&self, id: &RunId, grace: Duration) -> Result<(), BackendError> {

@@ -8,8 +8,9 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 
+use std::sync::Arc;
+
 use futures::StreamExt;
-use inotify::{Inotify, WatchMask};
 use tokio::sync::{mpsc, oneshot};
 
 use jobforge_core::RunId;
@@ -17,12 +18,13 @@ use jobforge_core::logs::RunLine;
 use jobforge_core::ports::{BackendError, RunEvent, RunEvents, RunExit};
 
 use crate::rundir::RunDir;
+use crate::watch::Watcher;
 
 /// Follow `run` from after line `after`.
-pub fn follow(id: RunId, run: RunDir, after: u64) -> RunEvents {
+pub fn follow(watcher: Arc<Watcher>, id: RunId, run: RunDir, after: u64) -> RunEvents {
     let (tx, rx) = mpsc::channel(1024);
     tokio::spawn(async move {
-        if let Err(err) = follow_task(&id, &run, after, &tx).await {
+        if let Err(err) = follow_task(&watcher, &id, &run, after, &tx).await {
             let _ = tx.send(Err(err)).await;
         }
     });
@@ -31,7 +33,13 @@ pub fn follow(id: RunId, run: RunDir, after: u64) -> RunEvents {
 
 type Sender = mpsc::Sender<Result<RunEvent, BackendError>>;
 
-async fn follow_task(id: &RunId, run: &RunDir, after: u64, tx: &Sender) -> Result<(), BackendError> {
+async fn follow_task(
+    watcher: &Arc<Watcher>,
+    id: &RunId,
+    run: &RunDir,
+    after: u64,
+    tx: &Sender,
+) -> Result<(), BackendError> {
     if !run.exists() {
         return Err(BackendError::NoSuchRun(id.clone()));
     }
@@ -40,12 +48,7 @@ async fn follow_task(id: &RunId, run: &RunDir, after: u64, tx: &Sender) -> Resul
         move |source| BackendError::Io { context, source }
     };
     // Watch before the first read, so no write between that read and the wait is missed.
-    let inotify = Inotify::init().map_err(io_err("watching the log"))?;
-    inotify
-        .watches()
-        .add(run.path(), WatchMask::MODIFY | WatchMask::CREATE | WatchMask::MOVED_TO | WatchMask::CLOSE_WRITE)
-        .map_err(io_err("watching the log"))?;
-    let mut changes = inotify.into_event_stream([0u8; 4096]).map_err(io_err("watching the log"))?;
+    let changes = watcher.watch(run.path()).map_err(io_err("watching the log"))?;
     let mut ended = shim_ended(run.clone());
     let mut log = LogTail::new(run.log_path(), after);
     let mut shim_gone = false;
@@ -65,7 +68,7 @@ async fn follow_task(id: &RunId, run: &RunDir, after: u64, tx: &Sender) -> Resul
             return Ok(());
         }
         tokio::select! {
-            _ = changes.next() => {}
+            _ = changes.changed() => {}
             result = &mut ended => {
                 if let Ok(Err(err)) = result {
                     return Err(BackendError::Io { context: format!("waiting for run {id}"), source: err });

@@ -21,6 +21,7 @@ pub mod rundir;
 pub mod secrets;
 pub mod shim;
 pub mod tools;
+pub mod watch;
 
 pub use backend::{LocalBackend, LocalConfig, LocalError};
 pub use secrets::FileSecrets;
