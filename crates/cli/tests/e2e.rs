@@ -41,7 +41,9 @@ async fn a_passing_job_publishes_exactly_the_tested_digest_and_removes_the_temp_
     assert_eq!(end.tests.len(), 2);
     assert!(end.tests.iter().all(|t| t.result.status == TestStatus::Passed));
     let t = &end.timestamps;
-    for stamp in [t.job_start, t.build_start, t.build_end, t.test_start, t.test_end, t.publish_start, t.publish_end, t.job_end] {
+    for stamp in
+        [t.job_start, t.build_start, t.build_end, t.test_start, t.test_end, t.publish_start, t.publish_end, t.job_end]
+    {
         let stamp = stamp.expect("every phase timestamp is set").to_string();
         assert!(stamp.ends_with('Z') && stamp.len() == "2026-11-29T17:45:40.123Z".len(), "{stamp}");
     }
@@ -76,7 +78,11 @@ async fn a_bad_dockerfile_fails_the_build_with_buildahs_error() {
     assert_eq!(error.reason, FailureReason::ExitCode);
     assert!(error.log_tail.iter().any(|l| l.to_lowercase().contains("runn")), "{:#?}", error.log_tail);
     let logs = all_logs(&client, id).await;
-    assert!(logs.iter().any(|l| l.stream == Stream::Stderr && l.text.to_lowercase().contains("runn")), "{}", texts(&logs));
+    assert!(
+        logs.iter().any(|l| l.stream == Stream::Stderr && l.text.to_lowercase().contains("runn")),
+        "{}",
+        texts(&logs)
+    );
     assert!(end.timestamps.test_start.is_none(), "no test ran");
     assert_eq!(registry.tags("app").await, Vec::<String>::new());
 }
@@ -89,7 +95,8 @@ async fn a_failing_test_publishes_nothing_and_keeps_every_tests_log() {
     let client = service.client();
     let repo = GitRepo::example();
     let mut config = job(&repo.file_url(), &registry, "app", &["v1"]);
-    config["test_commands"] = json!(["echo checking; echo 'expected 2, got 3' >&2; exit 7", "sleep 1; echo slow test done"]);
+    config["test_commands"] =
+        json!(["echo checking; echo 'expected 2, got 3' >&2; exit 7", "sleep 1; echo slow test done"]);
     let id = client.submit(&config).await.unwrap().job_id;
     let end = wait_end(&client, id).await;
     assert_eq!(end.status, JobStatus::Failed);
@@ -327,8 +334,16 @@ async fn refusals_are_json_and_name_the_field() {
     let body: serde_json::Value = response.json().await.unwrap();
     let fields: Vec<&str> = body["problems"].as_array().unwrap().iter().map(|p| p["field"].as_str().unwrap()).collect();
     for field in [
-        "repo_url", "image_name", "git_ref", "dockerfile_path", "image_tags[1]", "build_timeout", "test_commands[1]",
-        "git_credentials_path", "webhook_url", "surprise",
+        "repo_url",
+        "image_name",
+        "git_ref",
+        "dockerfile_path",
+        "image_tags[1]",
+        "build_timeout",
+        "test_commands[1]",
+        "git_credentials_path",
+        "webhook_url",
+        "surprise",
     ] {
         assert!(fields.contains(&field), "{field} missing from {fields:?}");
     }
@@ -362,7 +377,16 @@ fn the_cli_submits_watches_and_reads_back() {
         .stdout
         .clone();
     let out = String::from_utf8_lossy(&output);
-    for expected in ["submitted job", "==> build started", "==> build passed", "==> test started (1 test)", "[test 0]   from the test", "==> publish passed", "SUCCEEDED", "cli-app:v1"] {
+    for expected in [
+        "submitted job",
+        "==> build started",
+        "==> build passed",
+        "==> test started (1 test)",
+        "[test 0]   from the test",
+        "==> publish passed",
+        "SUCCEEDED",
+        "cli-app:v1",
+    ] {
         assert!(out.contains(expected), "{expected:?} missing from:\n{out}");
     }
     let id = out.split_whitespace().nth(2).unwrap().to_owned();
@@ -371,20 +395,35 @@ fn the_cli_submits_watches_and_reads_back() {
     let status = String::from_utf8_lossy(&status.get_output().stdout).into_owned();
     assert!(status.contains("SUCCEEDED") && status.contains("[0] passed"), "{status}");
 
-    let json_status = Command::new(jobforge()).args(["--url", &service.url, "--json", "status", &id]).assert().success();
+    let json_status =
+        Command::new(jobforge()).args(["--url", &service.url, "--json", "status", &id]).assert().success();
     let view: serde_json::Value = serde_json::from_slice(&json_status.get_output().stdout).unwrap();
     assert_eq!(view["status"], "SUCCEEDED");
 
-    let logs = Command::new(jobforge()).args(["--url", &service.url, "logs", &id, "--phase", "test"]).assert().success();
+    let logs =
+        Command::new(jobforge()).args(["--url", &service.url, "logs", &id, "--phase", "test"]).assert().success();
     let logs = String::from_utf8_lossy(&logs.get_output().stdout).into_owned();
     assert!(logs.contains("from the test") && !logs.contains("[build]"), "{logs}");
 
     // A failing job exits 1; a refused one exits 2 and names the field; no service exits 3.
     let bad = data.path().join("bad.yaml");
-    std::fs::write(&bad, format!("repo_url: {}\nimage_name: x\nregistry_url: {}\ntest_commands: [\"exit 4\"]\n", repo.file_url(), registry.host())).unwrap();
-    Command::new(jobforge()).args(["--url", &service.url, "submit", &bad.display().to_string(), "--watch"]).timeout(JOB_LIMIT).assert().code(1);
+    std::fs::write(
+        &bad,
+        format!(
+            "repo_url: {}\nimage_name: x\nregistry_url: {}\ntest_commands: [\"exit 4\"]\n",
+            repo.file_url(),
+            registry.host()
+        ),
+    )
+    .unwrap();
+    Command::new(jobforge())
+        .args(["--url", &service.url, "submit", &bad.display().to_string(), "--watch"])
+        .timeout(JOB_LIMIT)
+        .assert()
+        .code(1);
     std::fs::write(&bad, "repo_url: ''\nimage_name: x\n").unwrap();
-    let refused = Command::new(jobforge()).args(["--url", &service.url, "submit", &bad.display().to_string()]).assert().code(2);
+    let refused =
+        Command::new(jobforge()).args(["--url", &service.url, "submit", &bad.display().to_string()]).assert().code(2);
     let err = String::from_utf8_lossy(&refused.get_output().stderr).into_owned();
     assert!(err.contains("repo_url") && err.contains("registry_url"), "{err}");
     Command::new(jobforge()).args(["--url", "http://127.0.0.1:9", "status", &id]).assert().code(3);

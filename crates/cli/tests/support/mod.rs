@@ -69,7 +69,10 @@ impl Service {
         });
         let url = match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(url) => url,
-            Err(_) => panic!("jobforge serve did not start; its log:\n{}", std::fs::read_to_string(data.join("serve.log")).unwrap_or_default()),
+            Err(_) => panic!(
+                "jobforge serve did not start; its log:\n{}",
+                std::fs::read_to_string(data.join("serve.log")).unwrap_or_default()
+            ),
         };
         Service { child: Some(child), url, data: data.to_path_buf(), args }
     }
@@ -189,4 +192,5 @@ pub fn repo_with_dockerfile(dockerfile: &str) -> GitRepo {
     repo
 }
 
-pub const BUSYBOX_BASE: &str = "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\",\"--install\",\"-s\",\"/bin\"]\n";
+pub const BUSYBOX_BASE: &str =
+    "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\",\"--install\",\"-s\",\"/bin\"]\n";

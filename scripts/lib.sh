@@ -1,0 +1,76 @@
+# Shared by the scripts in this directory: become root (keeping the caller's Rust toolchain),
+# install what is missing, build jobforge.
+
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# Re-run the calling script as root through sudo, keeping the caller's toolchain and cargo
+# cache; files root creates in them are handed back to the caller on exit.
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        return 0
+    fi
+    if ! command -v sudo >/dev/null; then
+        echo "error: this needs root (buildah and podman run as root here); run it as root or install sudo" >&2
+        exit 1
+    fi
+    exec sudo --preserve-env=HOME,CARGO_HOME,RUSTUP_HOME,CARGO_TARGET_DIR,JOBFORGE_DATA_DIR \
+        env PATH="$PATH" JOBFORGE_INVOKER="$(id -un)" bash "$0" "$@"
+}
+
+# After `sudo`: give files created under the caller's home and the checkout back to the caller.
+hand_back_files() {
+    local user="${JOBFORGE_INVOKER:-}"
+    [ -n "$user" ] && [ "$user" != root ] || return 0
+    local dirs=("$REPO_ROOT")
+    [ -n "${CARGO_HOME:-}" ] && dirs+=("$CARGO_HOME") || dirs+=("$HOME/.cargo")
+    [ -n "${RUSTUP_HOME:-}" ] && dirs+=("$RUSTUP_HOME") || dirs+=("$HOME/.rustup")
+    for dir in "${dirs[@]}"; do
+        [ -d "$dir" ] && chown -R "$user": "$dir" 2>/dev/null || true
+    done
+}
+
+log() {
+    printf '\033[1m==> %s\033[0m\n' "$*" >&2
+}
+
+# Debian packages: the container tools (catatonit is podman's --init), the registry, a static
+# busybox for FROM-scratch images, git, and htpasswd (apache2-utils) for the tests' registry.
+APT_PACKAGES=(buildah podman runc catatonit skopeo docker-registry busybox-static git apache2-utils ca-certificates curl)
+
+install_packages() {
+    local missing=()
+    for pkg in "${APT_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq "${missing[@]}" >/dev/null
+        # The package starts a system registry on port 5000 where systemd runs; the demo runs
+        # its own (with deletes enabled), so stop the one we just installed.
+        if [[ " ${missing[*]} " == *" docker-registry "* ]] && command -v systemctl >/dev/null; then
+            systemctl disable --now docker-registry >/dev/null 2>&1 || true
+        fi
+    fi
+}
+
+install_rust() {
+    if command -v cargo >/dev/null; then
+        return 0
+    fi
+    if [ -x "$HOME/.cargo/bin/cargo" ]; then
+        export PATH="$HOME/.cargo/bin:$PATH"
+        return 0
+    fi
+    log "installing Rust with rustup"
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+    export PATH="$HOME/.cargo/bin:$PATH"
+}
+
+setup() {
+    install_packages
+    install_rust
+}
