@@ -347,6 +347,14 @@ async fn refusals_are_json_and_name_the_field() {
     ] {
         assert!(fields.contains(&field), "{field} missing from {fields:?}");
     }
+    // Valid, but not something this server does: 422, naming the field.
+    let mut webhook = job("file:///srv/git/app", &registry, "app", &["v1"]);
+    webhook["webhook_url"] = json!("https://hooks.example.com/jobforge");
+    let response = http.post(url("/v1/jobs")).json(&webhook).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 422);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["problems"][0]["field"], "webhook_url", "{body}");
+
     let history = service.client().history(10, 0).await.unwrap();
     assert_eq!(history.total, 0, "nothing refused was stored");
 

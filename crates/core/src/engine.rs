@@ -210,7 +210,11 @@ impl Engine {
     /// Accept a validated job: persist it as PENDING and start its driver.
     pub async fn submit(&self, mut spec: JobSpec) -> Result<JobRecord, SubmitError> {
         let ports = &self.inner.ports;
-        let unsupported = ports.backend.unsupported(&spec);
+        let mut unsupported = ports.backend.unsupported(&spec);
+        if spec.webhook.is_some() {
+            // Accepting a webhook and never calling it would be worse than refusing it.
+            unsupported.push(Problem::new("webhook_url", "webhook delivery is not available in this version"));
+        }
         if !unsupported.is_empty() {
             return Err(SubmitError::Unsupported(unsupported));
         }

@@ -426,6 +426,13 @@ impl Backend for LocalBackend {
                 .map_err(|source| BackendError::Io { context: format!("listing {}", dir.display()), source })?;
             jobs.extend(entries.filter_map(|e| e.ok()?.file_name().to_str().and_then(parse)));
         }
+        // Containers outlive their run directory when a shim died mid-run.
+        let argv =
+            self.inner.tools.podman(&["ps", "--all", "--filter", "label=jobforge.job", "--format", "{{.Names}}"]);
+        if let Ok(names) = run_quiet(&argv).await {
+            let runs = names.lines().filter_map(|name| name.strip_prefix("jobforge-")?.parse::<RunId>().ok());
+            jobs.extend(runs.map(|run| run.job()));
+        }
         Ok(jobs.into_iter().collect())
     }
 

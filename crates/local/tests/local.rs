@@ -289,7 +289,13 @@ async fn a_run_whose_shim_died_is_lost_and_cleanup_removes_its_container() {
     let (_, exit) = follow(&env.backend, &spec.id, 0).await;
     assert!(matches!(exit, RunExit::Lost { .. }), "{exit:?}");
 
+    // Even with its directories gone, the orphaned container still names its job, so a
+    // restarted service finds it among the leftovers.
+    std::fs::remove_dir_all(&run_dir).unwrap();
+    std::fs::remove_dir_all(env.data.path().join("work").join(env.job.to_string())).unwrap();
+    assert!(env.backend.jobs().await.unwrap().contains(&env.job));
     env.backend.cleanup(env.job).await.unwrap();
+    assert!(!env.backend.jobs().await.unwrap().contains(&env.job));
     let names = container_names(&env.backend).await;
     assert!(!names.iter().any(|n| n.contains(&env.job.to_string())), "{names:?}");
 }

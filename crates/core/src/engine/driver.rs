@@ -212,11 +212,13 @@ impl<'a> Driver<'a> {
         let started = record.times.start(phase).unwrap_or_else(Timestamp::now);
         let deadline = instant_at(started.add(timeout.to_std()));
         let mut stop_task: Option<tokio::task::JoinHandle<()>> = None;
-        if stopping.is_some() {
-            stop_task = Some(self.stop_runs(&keys));
-        }
         // Once stopping, runs get the grace period and then a bounded time to report their end.
         let mut drain_deadline = None;
+        if stopping.is_some() {
+            // A kill persisted before a restart: carry it out now.
+            stop_task = Some(self.stop_runs(&keys));
+            drain_deadline = Some(self.drain_deadline());
+        }
 
         loop {
             let drain_sleep = async {
@@ -263,9 +265,6 @@ impl<'a> Driver<'a> {
                     tracing::warn!("stopped runs did not report an end; giving up on them");
                     break;
                 }
-            }
-            if stopping.is_some() && drain_deadline.is_none() {
-                drain_deadline = Some(self.drain_deadline());
             }
         }
         drop(pumps);
