@@ -72,6 +72,6 @@ log "submitting examples/hello/job.yaml and following it"
 
 log "the image is published; look at it with:"
 echo "  skopeo inspect --tls-verify=false docker://$REGISTRY/hello:v1"
-echo "  podman run --rm --tls-verify=false $REGISTRY/hello:v1"
+echo "  podman --runtime runc run --rm --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --tls-verify=false $REGISTRY/hello:v1"
 echo "  $JOBFORGE history"
 echo "the registry and the service keep running; stop them with: $0 stop"

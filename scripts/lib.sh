@@ -19,15 +19,22 @@ as_root() {
         env PATH="$PATH" JOBFORGE_INVOKER="$(id -un)" bash "$0" "$@"
 }
 
-# After `sudo`: give files created under the caller's home and the checkout back to the caller.
+# After `sudo`: give files root created in the caller's checkout and toolchain back to the
+# caller. Only directories inside the caller's home (or the checkout) are touched, and only
+# files root owns.
 hand_back_files() {
     local user="${JOBFORGE_INVOKER:-}"
     [ -n "$user" ] && [ "$user" != root ] || return 0
-    local dirs=("$REPO_ROOT")
-    [ -n "${CARGO_HOME:-}" ] && dirs+=("$CARGO_HOME") || dirs+=("$HOME/.cargo")
-    [ -n "${RUSTUP_HOME:-}" ] && dirs+=("$RUSTUP_HOME") || dirs+=("$HOME/.rustup")
-    for dir in "${dirs[@]}"; do
-        [ -d "$dir" ] && chown -R "$user": "$dir" 2>/dev/null || true
+    local home
+    home="$(getent passwd "$user" | cut -d: -f6)"
+    [ -n "$home" ] || return 0
+    for dir in "$REPO_ROOT" "${CARGO_HOME:-$home/.cargo}" "${RUSTUP_HOME:-$home/.rustup}" "${CARGO_TARGET_DIR:-}"; do
+        [ -n "$dir" ] && [ -d "$dir" ] || continue
+        case "$(realpath "$dir")/" in
+            "$(realpath "$home")"/* | "$(realpath "$REPO_ROOT")"/*) ;;
+            *) continue ;;
+        esac
+        find "$dir" -user root -exec chown -h "$user": {} + 2>/dev/null || true
     done
 }
 
