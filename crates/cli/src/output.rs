@@ -77,19 +77,19 @@ impl Printer {
                 };
                 println!("==> {phase} started{detail}");
             }
-            if let (Some(start), Some(end)) = (start, end) {
-                if end_of(old, phase).is_none() {
-                    let failed = after.failed_phase == Some(phase);
-                    let killed = after.status == JobStatus::Killed && after.phase == Some(phase);
-                    let verdict = if failed {
-                        "failed"
-                    } else if killed {
-                        "stopped"
-                    } else {
-                        "passed"
-                    };
-                    println!("==> {phase} {verdict} after {}", seconds(end.since(start)));
-                }
+            if let (Some(start), Some(end)) = (start, end)
+                && end_of(old, phase).is_none()
+            {
+                let failed = after.failed_phase == Some(phase);
+                let killed = after.status == JobStatus::Killed && after.phase == Some(phase);
+                let verdict = if failed {
+                    "failed"
+                } else if killed {
+                    "stopped"
+                } else {
+                    "passed"
+                };
+                println!("==> {phase} {verdict} after {}", seconds(end.since(start)));
             }
         }
     }

@@ -221,8 +221,7 @@ impl Engine {
         self.check_secrets_exist(&spec).await?;
         let id = JobId::new();
         if spec.image_tags.is_empty() {
-            // A hyphenated UUID is always a valid tag.
-            spec.image_tags.push(Tag::try_from(id.to_string()).expect("a job id is a valid tag"));
+            spec.image_tags.push(Tag::from(id));
         }
         let temp_image = self.temp_image(&spec, id);
         let record = JobRecord::new(id, spec, temp_image, Timestamp::now());
@@ -255,8 +254,7 @@ impl Engine {
     /// `<temp registry>/temp/<id>:latest`.
     fn temp_image(&self, spec: &JobSpec, id: JobId) -> ImageRef {
         let registry = self.inner.settings.temp_registry.clone().unwrap_or_else(|| spec.registry_url.host.clone());
-        let repository = Repository::try_from(format!("temp/{id}")).expect("temp/<uuid> is a valid repository");
-        ImageRef::tagged(registry, repository, Tag::try_from("latest".to_owned()).expect("valid tag"))
+        ImageRef::tagged(registry, Repository::temp(id), Tag::latest())
     }
 
     pub async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {

@@ -76,10 +76,11 @@ impl RunKey {
     }
 
     pub fn id(&self) -> RunId {
-        RunId(match self.test_index {
+        let text = match self.test_index {
             Some(n) => format!("{}-{}-{}", self.phase, self.job, n),
             None => format!("{}-{}", self.phase, self.job),
-        })
+        };
+        RunId { text, key: *self }
     }
 }
 
@@ -89,17 +90,19 @@ impl RunKey {
 /// change the part after the prefix: parsing it back gives the job the run belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct RunId(String);
+pub struct RunId {
+    text: String,
+    key: RunKey,
+}
 
 impl RunId {
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
     }
 
     /// The job, phase and test index this run id was made from.
     pub fn key(&self) -> RunKey {
-        // Every RunId is built by RunKey::id or checked by TryFrom, so parsing cannot fail.
-        parse_run_id(&self.0).expect("RunId holds a valid run id")
+        self.key
     }
 
     pub fn job(&self) -> JobId {
@@ -119,7 +122,7 @@ fn parse_run_id(s: &str) -> Option<RunKey> {
         _ => return None,
     };
     let key = RunKey { job, phase, test_index };
-    (key.id().0 == s).then_some(key)
+    (key.id().text == s).then_some(key)
 }
 
 /// The text is not a run id of the form `build-<uuid>`, `test-<uuid>-<n>` or `publish-<uuid>`.
@@ -132,7 +135,7 @@ impl TryFrom<String> for RunId {
 
     fn try_from(s: String) -> Result<Self, Self::Error> {
         match parse_run_id(&s) {
-            Some(_) => Ok(RunId(s)),
+            Some(key) => Ok(RunId { text: s, key }),
             None => Err(BadRunId(s)),
         }
     }
@@ -148,13 +151,13 @@ impl FromStr for RunId {
 
 impl From<RunId> for String {
     fn from(id: RunId) -> String {
-        id.0
+        id.text
     }
 }
 
 impl fmt::Display for RunId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.text)
     }
 }
 

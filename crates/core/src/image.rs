@@ -77,6 +77,27 @@ string_newtype!(Repository, check_repository);
 string_newtype!(Tag, check_tag);
 string_newtype!(Digest, check_digest);
 
+impl Tag {
+    /// `latest`.
+    pub fn latest() -> Tag {
+        Tag("latest".to_owned())
+    }
+}
+
+/// A job id is always a valid tag (hex digits and hyphens, starting with a digit or letter).
+impl From<crate::id::JobId> for Tag {
+    fn from(job: crate::id::JobId) -> Tag {
+        Tag(job.to_string())
+    }
+}
+
+impl Repository {
+    /// `temp/<job id>`, the repository of a job's temp image.
+    pub fn temp(job: crate::id::JobId) -> Repository {
+        Repository(format!("temp/{job}"))
+    }
+}
+
 fn check_host(s: &str) -> Result<(), BadName> {
     let (name, port) = match s.rsplit_once(':') {
         Some((name, port)) if !name.ends_with(']') || name.starts_with('[') => (name, Some(port)),
@@ -374,5 +395,8 @@ mod tests {
         }
         let r: ImageRef = "localhost:5000/app".parse().unwrap();
         assert_eq!(r.to_string(), "localhost:5000/app:latest");
+        let job = crate::id::JobId::new();
+        assert!(Tag::from(job).as_str().parse::<Tag>().is_ok());
+        assert!(Repository::temp(job).as_str().parse::<Repository>().is_ok());
     }
 }

@@ -27,3 +27,6 @@ pub use duration::Duration;
 pub use id::{JobId, RunId, RunKey};
 pub use status::{JobStatus, Phase, Stream};
 pub use time::Timestamp;
+
+#[cfg(test)]
+mod tidy;

@@ -81,12 +81,11 @@ pub fn job_spec(input: &Value) -> Result<JobSpec, Vec<Problem>> {
         v.problem("test_commands", format!("at most {MAX_TEST_COMMANDS} tests may run per job"));
     }
 
-    if !v.problems.is_empty() {
+    // A required field without a value always comes with a problem.
+    let (Some(repo_url), Some(image_name), Some(registry_url), true) =
+        (repo_url, image_name, registry_url, v.problems.is_empty())
+    else {
         return Err(v.problems);
-    }
-    // Every required field has either a value or a problem, and there are no problems.
-    let (Some(repo_url), Some(image_name), Some(registry_url)) = (repo_url, image_name, registry_url) else {
-        unreachable!("a missing required field is always reported as a problem");
     };
     Ok(JobSpec {
         owner,
@@ -505,10 +504,10 @@ fn image_tags(v: &mut Validator, field: &str, value: &Value) -> Option<Vec<Tag>>
     };
     let mut tags: Vec<Tag> = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        if let Some(tag) = v.parsed::<Tag>(&format!("{field}[{i}]"), item) {
-            if !tags.contains(&tag) {
-                tags.push(tag);
-            }
+        if let Some(tag) = v.parsed::<Tag>(&format!("{field}[{i}]"), item)
+            && !tags.contains(&tag)
+        {
+            tags.push(tag);
         }
     }
     Some(tags)

@@ -163,10 +163,10 @@ impl LocalBackend {
             let data = secrets.read(&path).await.map_err(|e| e.to_string())?;
             Credentials::from_secret(&path, &data)
         };
-        if let RunWork::Build(work) = &run.work {
-            if let Some(path) = &work.git_credentials {
-                resolved.git = Some(read_creds(path.clone()).await?);
-            }
+        if let RunWork::Build(work) = &run.work
+            && let Some(path) = &work.git_credentials
+        {
+            resolved.git = Some(read_creds(path.clone()).await?);
         }
         for (host, path) in plan::registry_credentials(run) {
             resolved.registries.insert(host, read_creds(path).await?);
@@ -257,7 +257,7 @@ impl LocalBackend {
             let run = run.clone();
             tokio::task::spawn_blocking(move || run.wait_unlocked())
         };
-        matches!(tokio::time::timeout(limit, waiter).await, Ok(_))
+        tokio::time::timeout(limit, waiter).await.is_ok()
     }
 
     async fn remove_containers(&self, names: &[String]) -> Vec<String> {

@@ -5,7 +5,7 @@
 //! moment ago, one found after a restart, and one that finished long ago.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read};
 use std::path::PathBuf;
 
 use std::sync::Arc;
@@ -122,8 +122,6 @@ impl LogTail {
         if self.pending.len() == start {
             return Ok(Vec::new());
         }
-        // Keep reading from where we are; read_to_end leaves the cursor at the end.
-        file.seek(SeekFrom::Current(0))?;
         let Some(last_newline) = self.pending.iter().rposition(|&b| b == b'\n') else {
             return Ok(Vec::new());
         };

@@ -323,15 +323,15 @@ impl Shim {
             Ok(status) => exit_record(status, index),
             Err(err) => ExitRecord::StartFailed { message: format!("lost {program}: {err}"), step: index },
         };
-        if let ExitRecord::Exited { code, .. } | ExitRecord::Signaled { signal: code, .. } = &outcome {
-            if !matches!(outcome, ExitRecord::Exited { code: 0, .. }) {
-                let how = if matches!(outcome, ExitRecord::Signaled { .. }) {
-                    "was killed by signal"
-                } else {
-                    "exited with code"
-                };
-                self.log.system(&format!("{program} {how} {code}"));
-            }
+        if let ExitRecord::Exited { code, .. } | ExitRecord::Signaled { signal: code, .. } = &outcome
+            && !matches!(outcome, ExitRecord::Exited { code: 0, .. })
+        {
+            let how = if matches!(outcome, ExitRecord::Signaled { .. }) {
+                "was killed by signal"
+            } else {
+                "exited with code"
+            };
+            self.log.system(&format!("{program} {how} {code}"));
         }
         outcome
     }

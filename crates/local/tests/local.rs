@@ -194,7 +194,7 @@ async fn build_test_and_publish_the_example() {
     let removed = env.backend.cleanup(env.job).await.unwrap();
     assert!(removed.iter().any(|r| r.contains("work directory")), "{removed:?}");
     assert!(!env.backend.jobs().await.unwrap().contains(&env.job));
-    assert!(matches!(env.backend.follow(&publish.id, 0).await, Err(_)), "runs are gone after cleanup");
+    assert!(env.backend.follow(&publish.id, 0).await.is_err(), "runs are gone after cleanup");
 }
 
 #[tokio::test]

@@ -181,11 +181,11 @@ impl<'a> Driver<'a> {
                     outcomes.insert(*key, RunOutcome::Ended(RunExit::StartFailed { message: err.to_string() }));
                 }
             }
-            if let Some(index) = key.test_index {
-                if let Some(test) = record.tests.iter_mut().find(|t| t.index == index) {
-                    test.started.get_or_insert(now);
-                    test.status = crate::record::TestStatus::Running;
-                }
+            if let Some(index) = key.test_index
+                && let Some(test) = record.tests.iter_mut().find(|t| t.index == index)
+            {
+                test.started.get_or_insert(now);
+                test.status = crate::record::TestStatus::Running;
             }
         }
         for (key, outcome) in &outcomes {
@@ -395,10 +395,10 @@ impl<'a> Driver<'a> {
         let creds = self.credentials(&record.spec.registry_credentials_path).await;
         record.published.clear();
         for target in targets(record) {
-            if let Ok(Some(digest)) = self.ports.registry.digest(&target, creds.as_ref()).await {
-                if Some(&digest) == record.image_digest.as_ref() {
-                    record.published.push(target);
-                }
+            if let Ok(Some(digest)) = self.ports.registry.digest(&target, creds.as_ref()).await
+                && Some(&digest) == record.image_digest.as_ref()
+            {
+                record.published.push(target);
             }
         }
     }

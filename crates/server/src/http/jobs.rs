@@ -159,10 +159,10 @@ pub async fn kill(
         serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid("body", format!("is not a kill request: {e}")))?
     };
     for (field, value) in [("by", &request.by), ("reason", &request.reason)] {
-        if let Some(value) = value {
-            if value.len() > 1024 || value.chars().any(char::is_control) {
-                return Err(ApiError::invalid(field, "must be at most 1024 characters without control characters"));
-            }
+        if let Some(value) = value
+            && (value.len() > 1024 || value.chars().any(char::is_control))
+        {
+            return Err(ApiError::invalid(field, "must be at most 1024 characters without control characters"));
         }
     }
     let by = request
