@@ -124,14 +124,14 @@ pub struct DataDir {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on (port 0 picks a free port and prints it).
+    /// Address to listen on (port 0 picks a free port and prints it). [default: 127.0.0.1:8080]
     #[arg(long, env = "JOBFORGE_LISTEN", help_heading = "Service")]
     pub listen: Option<SocketAddr>,
 
     #[command(flatten)]
     pub data: DataDir,
 
-    /// Where phases run: `local` (buildah and podman on this machine) or `nomad`.
+    /// Where phases run: `local` (buildah and podman on this machine) or `nomad`. [default: local]
     #[arg(long, env = "JOBFORGE_BACKEND", help_heading = "Service")]
     pub backend: Option<String>,
 
@@ -190,7 +190,7 @@ pub struct ServeArgs {
     #[arg(long, env = "JOBFORGE_EXTRA_CA_FILE", help_heading = "Local backend")]
     pub extra_ca_file: Option<PathBuf>,
 
-    /// Log format on stderr: `text` or `json`. [default: text]
+    /// Log format on stderr: `text` or `json`.
     #[arg(long, env = "JOBFORGE_LOG_FORMAT", default_value = "text", help_heading = "Service")]
     pub log_format: String,
 }
