@@ -81,6 +81,10 @@ pub enum Command {
     /// Check that the service answers, and whether it is ready.
     Health,
 
+    /// Print the Nomad jobs a job would run (build, each test, publish) as JSON, submitting
+    /// nothing.
+    Render(Box<RenderArgs>),
+
     /// Manage the secrets of the embedded secrets store (the service reads them by path).
     #[command(subcommand)]
     Secret(SecretCommand),
@@ -190,9 +194,81 @@ pub struct ServeArgs {
     #[arg(long, env = "JOBFORGE_EXTRA_CA_FILE", help_heading = "Local backend")]
     pub extra_ca_file: Option<PathBuf>,
 
+    #[command(flatten)]
+    pub nomad: NomadArgs,
+
     /// Log format on stderr: `text` or `json`.
     #[arg(long, env = "JOBFORGE_LOG_FORMAT", default_value = "text", help_heading = "Service")]
     pub log_format: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// The job config (YAML or JSON, `-` for stdin).
+    pub file: PathBuf,
+    /// Config file of the service (its registry and Nomad settings apply).
+    #[arg(long, env = "JOBFORGE_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[arg(long, env = "JOBFORGE_TEMP_REGISTRY")]
+    pub temp_registry: Option<RegistryHost>,
+    #[arg(long = "insecure-registry", env = "JOBFORGE_INSECURE_REGISTRIES", value_delimiter = ',')]
+    pub insecure_registries: Vec<RegistryHost>,
+    #[command(flatten)]
+    pub nomad: NomadArgs,
+}
+
+/// How to reach Nomad and shape the jobs rendered for it (`--backend nomad`).
+#[derive(Debug, Args)]
+pub struct NomadArgs {
+    /// Nomad's HTTP address. [default: http://127.0.0.1:4646]
+    #[arg(long, env = "NOMAD_ADDR", help_heading = "Nomad backend")]
+    pub nomad_addr: Option<String>,
+    /// ACL token (sent as X-Nomad-Token).
+    #[arg(long, env = "NOMAD_TOKEN", hide_env_values = true, help_heading = "Nomad backend")]
+    pub nomad_token: Option<String>,
+    #[arg(long, env = "NOMAD_NAMESPACE", help_heading = "Nomad backend")]
+    pub nomad_namespace: Option<String>,
+    #[arg(long, env = "NOMAD_REGION", help_heading = "Nomad backend")]
+    pub nomad_region: Option<String>,
+    /// Datacenters of the rendered jobs; in the environment, comma-separated. [default: dc1]
+    #[arg(long, env = "NOMAD_DATACENTERS", value_delimiter = ',', help_heading = "Nomad backend")]
+    pub nomad_datacenters: Vec<String>,
+    /// PEM file of the CA of Nomad's TLS certificate.
+    #[arg(long, env = "NOMAD_CACERT", help_heading = "Nomad backend")]
+    pub nomad_ca_file: Option<PathBuf>,
+    /// Prefix of jobforge's Nomad job IDs (how leftovers are found). [default: jobforge]
+    #[arg(long, env = "JOBFORGE_NOMAD_PREFIX", help_heading = "Nomad backend")]
+    pub nomad_prefix: Option<String>,
+    /// Image of the build and publish tasks. [default: quay.io/buildah/stable]
+    #[arg(long, env = "JOBFORGE_BUILDAH_IMAGE", help_heading = "Nomad backend")]
+    pub buildah_image: Option<String>,
+    /// Vault role (workload identity) of tasks that read secrets. [default: jobforge]
+    #[arg(long, env = "JOBFORGE_VAULT_ROLE", help_heading = "Nomad backend")]
+    pub vault_role: Option<String>,
+    /// Mount of the Vault KV v2 engine holding the secrets jobs name. [default: secret]
+    #[arg(long, env = "JOBFORGE_VAULT_KV_MOUNT", help_heading = "Nomad backend")]
+    pub vault_kv_mount: Option<String>,
+    /// How long a phase may wait for Nomad to place it before the job fails. [default: 5m]
+    #[arg(long, env = "JOBFORGE_PLACEMENT_TIMEOUT", help_heading = "Nomad backend")]
+    pub placement_timeout: Option<Duration>,
+}
+
+impl NomadArgs {
+    pub fn settings(&self) -> jobforge_server::config::NomadSettings {
+        jobforge_server::config::NomadSettings {
+            address: self.nomad_addr.clone(),
+            token: self.nomad_token.clone(),
+            namespace: self.nomad_namespace.clone(),
+            region: self.nomad_region.clone(),
+            datacenters: self.nomad_datacenters.clone(),
+            ca_file: self.nomad_ca_file.clone(),
+            prefix: self.nomad_prefix.clone(),
+            buildah_image: self.buildah_image.clone(),
+            vault_role: self.vault_role.clone(),
+            vault_kv_mount: self.vault_kv_mount.clone(),
+            placement_timeout: self.placement_timeout,
+        }
+    }
 }
 
 fn parse_phase(text: &str) -> Result<Phase, String> {

@@ -51,6 +51,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
             Ok(if ready.ready { Exit::Ok } else { Exit::Internal })
         }
         Command::Secret(command) => secret(&printer, command),
+        Command::Render(args) => crate::serve::render(*args),
         Command::Shim { .. } => unreachable!("handled before the runtime starts"),
     }
 }
@@ -130,7 +131,7 @@ async fn logs(
 }
 
 /// The job file as JSON: YAML (a superset of JSON) from a file or stdin.
-fn read_job_file(path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+pub fn read_job_file(path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
     let text = if path.as_os_str() == "-" {
         let mut text = String::new();
         std::io::stdin().read_to_string(&mut text).context("cannot read the job from stdin")?;

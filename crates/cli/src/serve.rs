@@ -24,6 +24,32 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
+/// Print the Nomad jobs of a job file.
+pub fn render(args: crate::args::RenderArgs) -> anyhow::Result<Exit> {
+    let file = match &args.config {
+        Some(path) => ConfigFile::load(path)?,
+        None => ConfigFile::default(),
+    };
+    let value = crate::run::read_job_file(&args.file)?;
+    let spec = jobforge_core::validate::job_spec(&value).map_err(|problems| {
+        let lines: Vec<String> = problems.iter().map(|p| format!("  {}: {}", p.field, p.message)).collect();
+        UsageError(format!("invalid job config:\n{}", lines.join("\n")))
+    })?;
+    let mut nomad = file.nomad;
+    nomad.merge(args.nomad.settings());
+    let insecure = if args.insecure_registries.is_empty() { file.insecure_registries } else { args.insecure_registries };
+    let defaults = ServiceConfig::new(std::path::PathBuf::new(), Vec::new());
+    let render = nomad.render_config(&insecure, file.kill_grace.unwrap_or(defaults.kill_grace));
+    let mut settings = defaults.engine_settings();
+    settings.temp_registry = args.temp_registry.or(file.temp_registry);
+    let jobs: Vec<serde_json::Value> = jobforge_core::engine::dry_run(&settings, spec)
+        .iter()
+        .map(|run| serde_json::json!({ "Job": jobforge_nomad::render::render(&render, run) }))
+        .collect();
+    println!("{}", serde_json::to_string_pretty(&jobs)?);
+    Ok(Exit::Ok)
+}
+
 fn settings(args: ServeArgs) -> anyhow::Result<ServiceConfig> {
     let file = match &args.config {
         Some(path) => ConfigFile::load(path)?,
@@ -59,6 +85,8 @@ fn settings(args: ServeArgs) -> anyhow::Result<ServiceConfig> {
     setting!(storage_driver);
     setting!(oci_runtime);
     config.extra_ca_file = args.extra_ca_file.or(file.extra_ca_file);
+    config.nomad = file.nomad;
+    config.nomad.merge(args.nomad.settings());
     if config.max_active_jobs == 0 {
         return Err(UsageError("--max-active-jobs must be at least 1".into()).into());
     }

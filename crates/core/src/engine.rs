@@ -117,6 +117,29 @@ pub enum KillError {
     Store(#[from] StoreError),
 }
 
+/// `<temp registry>/temp/<id>:latest`.
+fn temp_image(settings: &Settings, spec: &JobSpec, id: JobId) -> ImageRef {
+    let registry = settings.temp_registry.clone().unwrap_or_else(|| spec.registry_url.host.clone());
+    ImageRef::tagged(registry, Repository::temp(id), Tag::latest())
+}
+
+/// Every run a job would make, without running anything (for `jobforge render`). The build's
+/// digest is not known yet, so later phases name a placeholder digest of zeros.
+pub fn dry_run(settings: &Settings, mut spec: JobSpec) -> Vec<crate::ports::RunSpec> {
+    let id = JobId::new();
+    if spec.image_tags.is_empty() {
+        spec.image_tags.push(Tag::from(id));
+    }
+    let temp = temp_image(settings, &spec, id);
+    let mut record = JobRecord::new(id, spec, temp, Timestamp::now());
+    record.image_digest = format!("sha256:{}", "0".repeat(64)).parse().ok();
+    Phase::ALL
+        .into_iter()
+        .flat_map(|phase| record.runs(phase))
+        .map(|key| driver::run_spec(settings, &record, key))
+        .collect()
+}
+
 /// What start-up found and did.
 #[derive(Debug, Default)]
 pub struct Recovery {
@@ -251,10 +274,8 @@ impl Engine {
         if problems.is_empty() { Ok(()) } else { Err(SubmitError::MissingSecrets(problems)) }
     }
 
-    /// `<temp registry>/temp/<id>:latest`.
     fn temp_image(&self, spec: &JobSpec, id: JobId) -> ImageRef {
-        let registry = self.inner.settings.temp_registry.clone().unwrap_or_else(|| spec.registry_url.host.clone());
-        ImageRef::tagged(registry, Repository::temp(id), Tag::latest())
+        temp_image(&self.inner.settings, spec, id)
     }
 
     pub async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {

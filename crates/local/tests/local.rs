@@ -76,6 +76,8 @@ impl Env {
                 env: BTreeMap::new(),
                 vault_secrets: Vec::new(),
                 registry_credentials: None,
+                constraints: Vec::new(),
+                gpu_required: false,
             }),
             resources: Default::default(),
         }

@@ -49,6 +49,62 @@ pub struct ServiceConfig {
     pub extra_ca_file: Option<PathBuf>,
     /// The shim command of the local backend (program and leading arguments).
     pub shim: Vec<std::ffi::OsString>,
+    pub nomad: NomadSettings,
+}
+
+/// How to reach Nomad and what the rendered jobs look like.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NomadSettings {
+    /// `NOMAD_ADDR`; default `http://127.0.0.1:4646`.
+    pub address: Option<String>,
+    /// `NOMAD_TOKEN`.
+    pub token: Option<String>,
+    pub namespace: Option<String>,
+    pub region: Option<String>,
+    #[serde(default)]
+    pub datacenters: Vec<String>,
+    /// PEM file of the CA that signed Nomad's certificate (`NOMAD_CACERT`).
+    pub ca_file: Option<PathBuf>,
+    /// Nomad job IDs start with `<prefix>-`; default `jobforge`.
+    pub prefix: Option<String>,
+    /// Image of the build and publish tasks; default `quay.io/buildah/stable`.
+    pub buildah_image: Option<String>,
+    /// Vault role of tasks that read secrets; default `jobforge`.
+    pub vault_role: Option<String>,
+    /// Mount of the KV v2 engine holding jobforge's secrets; default `secret`.
+    pub vault_kv_mount: Option<String>,
+    /// How long a job may wait for placement before it fails; default 5m.
+    pub placement_timeout: Option<Duration>,
+}
+
+impl NomadSettings {
+    /// Settings present in `other` replace ours.
+    pub fn merge(&mut self, other: NomadSettings) {
+        macro_rules! take {
+            ($($field:ident),*) => { $( if other.$field.is_some() { self.$field = other.$field; } )* };
+        }
+        take!(address, token, namespace, region, ca_file, prefix, buildah_image, vault_role, vault_kv_mount, placement_timeout);
+        if !other.datacenters.is_empty() {
+            self.datacenters = other.datacenters;
+        }
+    }
+
+    pub fn render_config(&self, insecure_registries: &[RegistryHost], kill_grace: Duration) -> jobforge_nomad::render::RenderConfig {
+        let defaults = jobforge_nomad::render::RenderConfig::default();
+        jobforge_nomad::render::RenderConfig {
+            prefix: self.prefix.clone().unwrap_or(defaults.prefix),
+            datacenters: if self.datacenters.is_empty() { defaults.datacenters } else { self.datacenters.clone() },
+            namespace: self.namespace.clone(),
+            region: self.region.clone(),
+            buildah_image: self.buildah_image.clone().unwrap_or(defaults.buildah_image),
+            kill_timeout: kill_grace.to_std(),
+            vault_role: self.vault_role.clone().unwrap_or(defaults.vault_role),
+            vault_kv_mount: self.vault_kv_mount.clone().unwrap_or(defaults.vault_kv_mount),
+            insecure_registries: insecure_registries.to_vec(),
+            ..defaults
+        }
+    }
 }
 
 impl ServiceConfig {
@@ -70,6 +126,7 @@ impl ServiceConfig {
             oci_runtime: "runc".into(),
             extra_ca_file: None,
             shim,
+            nomad: NomadSettings::default(),
         }
     }
 
@@ -114,6 +171,8 @@ pub struct ConfigFile {
     pub storage_driver: Option<String>,
     pub oci_runtime: Option<String>,
     pub extra_ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub nomad: NomadSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +206,9 @@ mod tests {
         let file = ConfigFile::load(&path).unwrap();
         assert_eq!(file.build_timeout.unwrap().as_secs(), 2700);
         assert_eq!(file.insecure_registries.len(), 1);
+        std::fs::write(&path, "nomad:\n  datacenters: [dc1, dc2]\n  placement_timeout: 2m\n").unwrap();
+        let file = ConfigFile::load(&path).unwrap();
+        assert_eq!(file.nomad.datacenters, ["dc1", "dc2"]);
         std::fs::write(&path, "build_timout: 45m\n").unwrap();
         assert!(ConfigFile::load(&path).unwrap_err().to_string().contains("build_timout"));
     }

@@ -539,6 +539,8 @@ pub(super) fn run_spec(settings: &Settings, record: &JobRecord, key: RunKey) -> 
                 env: spec.test.env.clone(),
                 vault_secrets: spec.test.vault_secrets.clone(),
                 registry_credentials: temp_creds,
+                constraints: spec.test.constraints.clone(),
+                gpu_required: spec.test.gpu_required,
             })
         }
         Phase::Publish => RunWork::Publish(PublishWork {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
-use crate::config::{EnvName, GitRef, JobSpec, RelPath, RepoUrl, Resources, TestCase, VaultSecret};
+use crate::config::{Constraint, EnvName, GitRef, JobSpec, RelPath, RepoUrl, Resources, TestCase, VaultSecret};
 use crate::id::{JobId, RunId};
 use crate::image::ImageRef;
 use crate::logs::RunLine;
@@ -53,6 +53,9 @@ pub struct TestWork {
     pub env: BTreeMap<EnvName, String>,
     pub vault_secrets: Vec<VaultSecret>,
     pub registry_credentials: Option<SecretPath>,
+    /// Placement constraints (backends that place work on a cluster).
+    pub constraints: Vec<Constraint>,
+    pub gpu_required: bool,
 }
 
 /// Copy `source` (pinned by digest) to every target reference, unchanged.

@@ -130,6 +130,8 @@ fn test_command_and_entry_point() {
         env: BTreeMap::from([(serde_json::from_value(serde_json::json!("MODE")).unwrap(), "ci".into())]),
         vault_secrets: Vec::new(),
         registry_credentials: None,
+        constraints: Vec::new(),
+        gpu_required: false,
     };
     let secrets = Resolved {
         test_env: BTreeMap::from([(
