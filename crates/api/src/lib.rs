@@ -127,6 +127,12 @@ pub struct CleanedUp {
     pub removed: Vec<String>,
 }
 
+/// `POST /v1/zombies/cleanup` → 200: backend leftovers of jobs that are not live, removed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ZombiesRemoved {
+    pub removed: Vec<String>,
+}
+
 /// `POST /v1/jobs/{id}/kill` body (optional).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

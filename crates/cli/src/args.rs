@@ -70,6 +70,9 @@ pub enum Command {
     /// Remove what a job left behind (temp image, containers, work directories).
     Cleanup { id: JobId },
 
+    /// Stop and remove what the backend still runs or holds for jobs that are not live.
+    RemoveZombies,
+
     /// List jobs, newest first.
     History {
         #[arg(long, default_value_t = 20)]

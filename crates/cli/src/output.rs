@@ -184,6 +184,19 @@ impl Printer {
         }
     }
 
+    pub fn zombies(&self, removed: &[String]) {
+        if self.json {
+            self.emit(&serde_json::json!({ "removed": removed }));
+        } else if removed.is_empty() {
+            println!("no leftovers found");
+        } else {
+            println!("removed:");
+            for item in removed {
+                println!("  {item}");
+            }
+        }
+    }
+
     pub fn history(&self, history: &History) {
         if self.json {
             self.emit(history);

@@ -38,6 +38,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
             printer.cleaned(&cleaned);
             Ok(Exit::Ok)
         }
+        Command::RemoveZombies => {
+            let removed = client()?.remove_zombies().await?;
+            printer.zombies(&removed.removed);
+            Ok(Exit::Ok)
+        }
         Command::History { limit, offset } => {
             let history = client()?.history(limit, offset).await?;
             printer.history(&history);

@@ -37,7 +37,8 @@ pub fn render(args: crate::args::RenderArgs) -> anyhow::Result<Exit> {
     })?;
     let mut nomad = file.nomad;
     nomad.merge(args.nomad.settings());
-    let insecure = if args.insecure_registries.is_empty() { file.insecure_registries } else { args.insecure_registries };
+    let insecure =
+        if args.insecure_registries.is_empty() { file.insecure_registries } else { args.insecure_registries };
     let defaults = ServiceConfig::new(std::path::PathBuf::new(), Vec::new());
     let render = nomad.render_config(&insecure, file.kill_grace.unwrap_or(defaults.kill_grace));
     let mut settings = defaults.engine_settings();

@@ -441,3 +441,25 @@ fn the_cli_submits_watches_and_reads_back() {
     let _ = BTreeMap::<(), ()>::new();
     let _ = Duration::ZERO;
 }
+
+#[tokio::test]
+async fn leftovers_of_jobs_that_are_not_live_are_removed_on_demand_and_at_start_up() {
+    let registry = TestRegistry::start();
+    let data = tempfile::tempdir().unwrap();
+    let mut service = Service::start(data.path(), &registry, &[]);
+    let stray = jobforge_core::JobId::new();
+    let work = data.path().join("work").join(stray.to_string());
+    let run = data.path().join("runs").join(format!("build-{stray}"));
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::create_dir_all(&run).unwrap();
+
+    let removed = service.client().remove_zombies().await.unwrap().removed;
+    assert!(removed.iter().any(|r| r.starts_with(&stray.to_string())), "{removed:?}");
+    assert!(!work.exists() && !run.exists());
+
+    let later = data.path().join("work").join(jobforge_core::JobId::new().to_string());
+    std::fs::create_dir_all(&later).unwrap();
+    service.restart();
+    assert!(!later.exists(), "start-up removes leftovers");
+    assert!(service.client().remove_zombies().await.unwrap().removed.is_empty());
+}

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use jobforge_api::{CleanedUp, Health, History, JobView, KillBody, Logs, Ready, Submitted};
+use jobforge_api::{CleanedUp, Health, History, JobView, KillBody, Logs, Ready, Submitted, ZombiesRemoved};
 use jobforge_core::{JobId, Phase};
 use reqwest::{RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
@@ -154,6 +154,12 @@ impl Client {
     pub async fn cleanup(&self, id: JobId) -> Result<CleanedUp, ClientError> {
         let request = self.http.post(self.url(&format!("v1/jobs/{id}/cleanup"))?);
         self.call(request, "a cleanup report").await
+    }
+
+    /// `POST /v1/zombies/cleanup`: stop and remove backend leftovers of jobs that are not live.
+    pub async fn remove_zombies(&self) -> Result<ZombiesRemoved, ClientError> {
+        let request = self.http.post(self.url("v1/zombies/cleanup")?);
+        self.call(request, "a zombie cleanup report").await
     }
 
     /// `GET /health`: the service is up, and which backend and store it runs with.

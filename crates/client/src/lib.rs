@@ -48,6 +48,7 @@ pub use events::{Event, EventStream};
 
 pub use jobforge_api::{
     CleanedUp, Durations, ErrorBody, ErrorCode, Health, History, JobSummary, JobView, Logs, Ready, Submitted, TestView,
+    ZombiesRemoved,
 };
 pub use jobforge_core::logs::LogLine;
 pub use jobforge_core::validate::Problem;

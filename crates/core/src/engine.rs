@@ -210,24 +210,36 @@ impl Engine {
             recovery.resumed.push(record.id);
             self.spawn_driver(record);
         }
-        match self.inner.ports.backend.jobs().await {
-            Ok(jobs) => {
-                for job in jobs {
-                    if recovery.resumed.contains(&job) {
-                        continue;
-                    }
-                    match self.inner.ports.backend.cleanup(job).await {
-                        Ok(removed) => recovery.removed.extend(removed),
-                        Err(err) => tracing::warn!(job_id = %job, error = %err, "could not remove leftovers"),
-                    }
-                }
-            }
-            Err(err) => tracing::warn!(error = %err, "could not list backend leftovers"),
-        }
-        if !recovery.removed.is_empty() {
-            tracing::info!(removed = ?recovery.removed, "removed leftovers of finished jobs");
-        }
+        recovery.removed = self.remove_orphans().await?;
         Ok(recovery)
+    }
+
+    /// Stop and remove everything in the backend that belongs to no live job ("zombies"):
+    /// runs of jobs that finished, were forgotten, or were never recorded. Returns what was
+    /// removed.
+    pub async fn remove_orphans(&self) -> Result<Vec<String>, StoreError> {
+        let ports = &self.inner.ports;
+        // List the backend first: a job submitted meanwhile is in the store by the time we read
+        // it, so it is never mistaken for an orphan.
+        let jobs = match ports.backend.jobs().await {
+            Ok(jobs) => jobs,
+            Err(err) => {
+                tracing::warn!(error = %err, "could not list backend leftovers");
+                return Ok(Vec::new());
+            }
+        };
+        let live: std::collections::HashSet<JobId> = ports.store.live().await?.iter().map(|r| r.id).collect();
+        let mut removed = Vec::new();
+        for job in jobs.into_iter().filter(|job| !live.contains(job) && self.watch(*job).is_none()) {
+            match ports.backend.cleanup(job).await {
+                Ok(items) => removed.extend(items.into_iter().map(|item| format!("{job}: {item}"))),
+                Err(err) => tracing::warn!(job_id = %job, error = %err, "could not remove leftovers"),
+            }
+        }
+        if !removed.is_empty() {
+            tracing::info!(?removed, "removed leftovers of jobs that are not live");
+        }
+        Ok(removed)
     }
 
     /// Accept a validated job: persist it as PENDING and start its driver.

@@ -84,13 +84,28 @@ impl NomadSettings {
         macro_rules! take {
             ($($field:ident),*) => { $( if other.$field.is_some() { self.$field = other.$field; } )* };
         }
-        take!(address, token, namespace, region, ca_file, prefix, buildah_image, vault_role, vault_kv_mount, placement_timeout);
+        take!(
+            address,
+            token,
+            namespace,
+            region,
+            ca_file,
+            prefix,
+            buildah_image,
+            vault_role,
+            vault_kv_mount,
+            placement_timeout
+        );
         if !other.datacenters.is_empty() {
             self.datacenters = other.datacenters;
         }
     }
 
-    pub fn render_config(&self, insecure_registries: &[RegistryHost], kill_grace: Duration) -> jobforge_nomad::render::RenderConfig {
+    pub fn render_config(
+        &self,
+        insecure_registries: &[RegistryHost],
+        kill_grace: Duration,
+    ) -> jobforge_nomad::render::RenderConfig {
         let defaults = jobforge_nomad::render::RenderConfig::default();
         jobforge_nomad::render::RenderConfig {
             prefix: self.prefix.clone().unwrap_or(defaults.prefix),

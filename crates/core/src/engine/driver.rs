@@ -172,7 +172,10 @@ impl<'a> Driver<'a> {
         let mut stopping = record.kill.as_ref().map(|_| StopCause::Kill);
 
         let now = Timestamp::now();
-        for key in &keys {
+        // With a kill already recorded, runs are only stopped and followed, never started:
+        // a run that was stopped and removed before a crash must not come back.
+        let startable: &[RunKey] = if stopping.is_some() { &[] } else { &keys };
+        for key in startable {
             let spec = self.run_spec(record, *key);
             match self.ports.backend.start(&spec).await {
                 Ok(started) => tracing::debug!(run = %spec.id, ?started, "run started"),

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use serde::Deserialize;
 
-use jobforge_api::{CleanedUp, History, JobSummary, JobView, KillBody, Logs, Submitted};
+use jobforge_api::{CleanedUp, History, JobSummary, JobView, KillBody, Logs, Submitted, ZombiesRemoved};
 use jobforge_core::engine::{KillError, SubmitError};
 use jobforge_core::logs::LogQuery;
 use jobforge_core::validate::{self, MAX_BODY_BYTES};
@@ -186,4 +186,10 @@ pub async fn cleanup(State(state): State<AppState>, Path(id): Path<String>) -> R
     let id = parse_id(&id)?;
     let removed = state.engine.cleanup(id).await.map_err(kill_error)?;
     Ok(Json(CleanedUp { job_id: id, removed }))
+}
+
+/// `POST /v1/zombies/cleanup`
+pub async fn remove_zombies(State(state): State<AppState>) -> Result<Json<ZombiesRemoved>, ApiError> {
+    let removed = state.engine.remove_orphans().await.map_err(|e| ApiError::internal("could not list live jobs", e))?;
+    Ok(Json(ZombiesRemoved { removed }))
 }
