@@ -177,8 +177,10 @@ pub struct VolumeMount {
 }
 
 /// A consul-template rendered into the task directory before the task starts.
+// `default`: read back from Nomad, a field may be missing (the docs' sample job has no
+// `Envvars`), and a missing key must not fail the read of the whole job.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(default, rename_all = "PascalCase")]
 pub struct Template {
     pub embedded_tmpl: String,
     pub dest_path: String,

@@ -18,8 +18,8 @@ use jobforge_core::secret::SecretPath;
 use jobforge_core::{Phase, RunId};
 
 use crate::job::{
-    Constraint, EphemeralDisk, Job, LogConfig, ReschedulePolicy, Resources, RestartPolicy, SECOND_NS, Task,
-    TaskGroup, Template, Vault, VolumeMount, VolumeRequest,
+    Constraint, EphemeralDisk, Job, LogConfig, ReschedulePolicy, Resources, RestartPolicy, SECOND_NS, Task, TaskGroup,
+    Template, Vault, VolumeMount, VolumeRequest,
 };
 
 const BUILD_SCRIPT: &str = include_str!("render/build.sh");
@@ -162,10 +162,8 @@ pub fn render(config: &RenderConfig, run: &RunSpec) -> Job {
     if let RunWork::Test(work) = &run.work {
         group.constraints = test_constraints(work);
     }
-    let mut meta = BTreeMap::from([
-        (META_JOB_ID.to_owned(), key.job.to_string()),
-        (META_PHASE.to_owned(), key.phase.to_string()),
-    ]);
+    let mut meta =
+        BTreeMap::from([(META_JOB_ID.to_owned(), key.job.to_string()), (META_PHASE.to_owned(), key.phase.to_string())]);
     if let Some(index) = key.test_index {
         meta.insert(META_TEST_INDEX.to_owned(), index.to_string());
     }
@@ -384,7 +382,10 @@ fn credentials_template(config: &RenderConfig, path: &SecretPath, name: &str, pr
 /// [`SecretPath`] (`[A-Za-z0-9_.-]` segments), so it cannot break out of the quoted string.
 fn vault_template(config: &RenderConfig, path: &SecretPath, dest: &str, body: &str) -> Template {
     Template {
-        embedded_tmpl: format!("{{{{ with secret \"{}/data/{path}\" }}}}\n{body}{{{{ end }}}}\n", config.vault_kv_mount),
+        embedded_tmpl: format!(
+            "{{{{ with secret \"{}/data/{path}\" }}}}\n{body}{{{{ end }}}}\n",
+            config.vault_kv_mount
+        ),
         dest_path: dest.to_owned(),
         envvars: true,
         // A batch task that already started has no use for refreshed credentials.

@@ -65,7 +65,10 @@ fn publish_run() -> RunSpec {
         id: RunKey::publish(job_id()).id(),
         work: RunWork::Publish(PublishWork {
             source: pinned(),
-            targets: vec!["127.0.0.1:5000/team/app:v1".parse().unwrap(), "127.0.0.1:5000/team/app:latest".parse().unwrap()],
+            targets: vec![
+                "127.0.0.1:5000/team/app:v1".parse().unwrap(),
+                "127.0.0.1:5000/team/app:latest".parse().unwrap(),
+            ],
             source_credentials: None,
             target_credentials: None,
         }),
@@ -220,7 +223,8 @@ fn rendered_jobs_validate_against_the_openapi_job_schema() {
     }
     for run in [build_run(true, true), test_run(0, TestCase::EntryPoint), gpu, publish_run()] {
         let job = rendered(&run);
-        let errors: Vec<String> = validator.iter_errors(&job).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+        let errors: Vec<String> =
+            validator.iter_errors(&job).map(|e| format!("{} at {}", e, e.instance_path())).collect();
         assert!(errors.is_empty(), "{} does not fit the Job schema:\n{}", job["ID"], errors.join("\n"));
     }
     // The schema really is checking: a wrong type is refused.
