@@ -53,6 +53,10 @@ pub struct JobView {
     pub durations_ms: Durations,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kill: Option<KillRequest>,
+    /// The job has ended and its temp image and backend leftovers are removed: nothing about
+    /// it will change any more.
+    #[serde(default)]
+    pub cleaned_up: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     /// The job as submitted, with defaults filled in (`webhook_secret` shown as `***`).
@@ -191,7 +195,8 @@ pub enum ErrorCode {
 
 /// Server-sent events of `GET /v1/jobs/{id}/events`: `status` (a [`JobView`]) whenever the
 /// job changes, `log` (a [`LogLine`], with the SSE id set to its `seq`) for each line, and a
-/// final `end` (a [`JobView`]) once the job has finished and every line was sent.
+/// final `end` (a [`JobView`]) once the job has finished, been cleaned up, and every line was
+/// sent.
 pub mod events {
     pub const STATUS: &str = "status";
     pub const LOG: &str = "log";
@@ -218,6 +223,7 @@ impl JobView {
             timestamps: record.times.clone(),
             durations_ms: Durations::of(record),
             kill: record.kill.clone(),
+            cleaned_up: record.cleaned_up,
             created_at: record.created_at,
             updated_at: record.updated_at,
             config: public_config(spec),

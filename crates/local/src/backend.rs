@@ -264,8 +264,12 @@ impl LocalBackend {
         let mut removed = Vec::new();
         for name in names {
             let argv = self.inner.tools.podman(&["rm", "--force", "--time", "0", "--ignore", name.as_str()]);
-            if run_quiet(&argv).await.is_ok() {
-                removed.push(format!("container {name}"));
+            match run_quiet(&argv).await {
+                Ok(_) => removed.push(format!("container {name}")),
+                Err(error) => {
+                    tracing::warn!(container = %name, %error, "could not remove a container");
+                    removed.push(format!("(not removed) container {name}: {}", error.trim()));
+                }
             }
         }
         removed
@@ -277,7 +281,10 @@ impl LocalBackend {
         let argv = self.inner.tools.podman(&["ps", "--all", "--filter", filter.as_str(), "--format", "{{.Names}}"]);
         match run_quiet(&argv).await {
             Ok(out) => out.lines().map(str::to_owned).filter(|l| !l.is_empty()).collect(),
-            Err(_) => Vec::new(),
+            Err(error) => {
+                tracing::warn!(%error, "could not list containers");
+                Vec::new()
+            }
         }
     }
 
@@ -364,6 +371,7 @@ impl Backend for LocalBackend {
         let run = self.run_dir(id);
         let running = run.exists() && !run.exit_path().exists() && run.is_running().unwrap_or(false);
         if !running {
+            kill_orphaned_step(&run);
             return Ok(());
         }
         let Some(pid) = wait_for_pid(&run).await else {
@@ -464,6 +472,20 @@ fn reserved_env(name: &str) -> bool {
     const EXACT: [&str; 8] = ["PATH", "HOME", "TMPDIR", "LANG", "USER", "LOGNAME", "SHELL", "REGISTRY_AUTH_FILE"];
     const PREFIXES: [&str; 6] = ["CONTAINERS_", "BUILDAH_", "PODMAN_", "XDG_", "STORAGE_", "LD_"];
     EXACT.contains(&name) || PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// A step whose shim died keeps running on its own; end its process group.
+fn kill_orphaned_step(run: &RunDir) {
+    let Ok(Some(group)) = run.read_step() else { return };
+    if group.is_alive() {
+        tracing::info!(pgid = group.pgid, run = %run.path().display(), "ending the processes of a run whose shim died");
+        // SAFETY: kill has no memory-safety preconditions; the start time checked above makes
+        // sure the group is still the step's.
+        unsafe {
+            libc::kill(-group.pgid, libc::SIGKILL);
+        }
+    }
+    let _ = fs::remove_file(run.step_path());
 }
 
 /// The shim writes its pid first thing; give it a moment if it has only just started.

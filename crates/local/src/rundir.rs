@@ -5,6 +5,7 @@
 //!   lock       flock'ed by the shim for its whole life (held ⇔ the run is going)
 //!   meta.json  written by the service before the shim starts: its containers and images
 //!   shim.pid   written by the shim first thing: where to send stop signals
+//!   step.json  the running step's process group (and its start time), while a step runs
 //!   log.jsonl  one `RunLine` per line, appended by the shim
 //!   exit.json  how the run ended, renamed into place after the log is complete
 //! ```
@@ -37,6 +38,35 @@ impl From<ExitRecord> for RunExit {
             ExitRecord::StartFailed { message, .. } => RunExit::StartFailed { message },
         }
     }
+}
+
+/// The process group of the step running now, as the shim records it. The start time (in
+/// clock ticks since boot, from `/proc/<pid>/stat`) tells the group apart from a later process
+/// that happens to get the same id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepGroup {
+    pub pgid: i32,
+    pub start: u64,
+}
+
+impl StepGroup {
+    /// The group of process `pid` (its own group leader), if it is alive.
+    pub fn of(pid: i32) -> Option<StepGroup> {
+        Some(StepGroup { pgid: pid, start: start_time(pid)? })
+    }
+
+    /// Whether the recorded leader is still the same process.
+    pub fn is_alive(&self) -> bool {
+        start_time(self.pgid) == Some(self.start)
+    }
+}
+
+/// Field 22 of `/proc/<pid>/stat`: when the process started.
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses; the fields after it are plain.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// What the service records about a run before starting its shim.
@@ -82,6 +112,10 @@ impl RunDir {
         self.dir.join("log.jsonl")
     }
 
+    pub fn step_path(&self) -> PathBuf {
+        self.dir.join("step.json")
+    }
+
     pub fn exit_path(&self) -> PathBuf {
         self.dir.join("exit.json")
     }
@@ -121,6 +155,10 @@ impl RunDir {
 
     pub fn write_meta(&self, meta: &RunMeta) -> io::Result<()> {
         write_json_atomic(&self.meta_path(), meta)
+    }
+
+    pub fn read_step(&self) -> io::Result<Option<StepGroup>> {
+        read_json(&self.step_path())
     }
 
     pub fn read_pid(&self) -> io::Result<Option<i32>> {
@@ -206,6 +244,13 @@ mod tests {
         assert!(create_locked(&run.lock_path()).is_err());
         drop(held);
         assert!(!run.is_running().unwrap());
+    }
+
+    #[test]
+    fn a_step_group_is_recognised_by_its_start_time() {
+        let me = StepGroup::of(std::process::id() as i32).unwrap();
+        assert!(me.is_alive());
+        assert!(!StepGroup { start: me.start + 1, ..me }.is_alive(), "same id, another process");
     }
 
     #[test]

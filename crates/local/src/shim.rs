@@ -32,7 +32,7 @@ use jobforge_core::logs::{RunLine, split_long};
 use jobforge_core::mask::Masker;
 use jobforge_core::{Stream, Timestamp};
 
-use crate::rundir::{ExitRecord, RunDir, write_json_atomic};
+use crate::rundir::{ExitRecord, RunDir, StepGroup, write_json_atomic};
 
 /// The descriptor on which the service hands over the locked run lock.
 pub const LOCK_FD: i32 = 3;
@@ -154,7 +154,8 @@ fn run(dir: &Path) -> io::Result<()> {
 
     let log = OpenOptions::new().create(true).append(true).open(run.log_path())?;
     let masker = Masker::from_strs(spec.mask.iter().map(String::as_str));
-    let mut shim = Shim { log: LogWriter { out: BufWriter::new(log), n: 0, masker }, env: spec.env, control };
+    let mut shim =
+        Shim { log: LogWriter { out: BufWriter::new(log), n: 0, masker }, env: spec.env, control, run: run.clone() };
 
     let exit = match write_files(&spec.files) {
         Ok(()) => shim.run_steps(&spec.steps, 0).0,
@@ -227,6 +228,7 @@ struct Shim {
     log: LogWriter,
     env: BTreeMap<String, String>,
     control: Arc<Control>,
+    run: RunDir,
 }
 
 impl Shim {
@@ -300,6 +302,10 @@ impl Shim {
         };
         let pgid = child.id() as i32;
         self.control.pgid.store(pgid, Ordering::SeqCst);
+        // Should this shim die, whoever cleans up can still end the step's processes.
+        if let Some(group) = StepGroup::of(pgid) {
+            let _ = write_json_atomic(&self.run.step_path(), &group);
+        }
         // A stop that arrived while spawning found no group to signal; deliver it now.
         if self.control.stopping.load(Ordering::SeqCst) {
             signal_group(pgid, libc::SIGTERM);
@@ -318,6 +324,7 @@ impl Shim {
         });
         let status = self.pump(&inbox);
         self.control.pgid.store(0, Ordering::SeqCst);
+        let _ = fs::remove_file(self.run.step_path());
 
         let outcome = match status {
             Ok(status) => exit_record(status, index),

@@ -127,13 +127,14 @@ fn text(lines: &[RunLine]) -> String {
     lines.iter().map(|l| format!("[{:?}] {}\n", l.stream, l.text)).collect()
 }
 
-/// Wait until the run has printed a line containing `needle`.
+/// Wait until the run's own output (not jobforge's lines, which echo the command) has a line
+/// containing `needle`.
 async fn wait_for_line(backend: &LocalBackend, run: &RunId, needle: &str) {
     let mut events = backend.follow(run, 0).await.unwrap();
     let wait = async {
         while let Some(event) = events.next().await {
             match event.unwrap() {
-                RunEvent::Line(line) if line.text.contains(needle) => return,
+                RunEvent::Line(line) if line.stream != Stream::System && line.text.contains(needle) => return,
                 RunEvent::Line(_) => {}
                 RunEvent::Exit(exit) => panic!("run ended ({exit:?}) before printing {needle:?}"),
             }
@@ -290,6 +291,18 @@ async fn a_run_whose_shim_died_is_lost_and_cleanup_removes_its_container() {
     unsafe { libc_kill(pid) };
     let (_, exit) = follow(&env.backend, &spec.id, 0).await;
     assert!(matches!(exit, RunExit::Lost { .. }), "{exit:?}");
+
+    // The step the shim ran (podman) lives on without it; stopping the run ends it.
+    let step: serde_json::Value = serde_json::from_slice(&std::fs::read(run_dir.join("step.json")).unwrap()).unwrap();
+    let pgid = step["pgid"].as_i64().unwrap();
+    assert!(std::path::Path::new(&format!("/proc/{pgid}")).exists(), "the orphaned step still runs");
+    env.backend.stop(&spec.id, Duration::from_secs(1)).await.unwrap();
+    let gone = async {
+        while std::path::Path::new(&format!("/proc/{pgid}")).exists() {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(RUN_LIMIT, gone).await.expect("the orphaned step was ended");
 
     // Even with its directories gone, the orphaned container still names its job, so a
     // restarted service finds it among the leftovers.

@@ -24,8 +24,8 @@ pub enum WiringError {
     Local(#[from] jobforge_local::LocalError),
     #[error("cannot set up the registry client: {0}")]
     Registry(#[source] jobforge_core::ports::RegistryError),
-    #[error("the nomad backend is not available in this build yet; use --backend local")]
-    NomadUnavailable,
+    #[error("cannot set up the Nomad client: {0}")]
+    Nomad(#[from] jobforge_nomad::NomadError),
 }
 
 /// The ports, and how the service describes itself.
@@ -43,7 +43,7 @@ pub fn wire(config: &ServiceConfig) -> Result<Wired, WiringError> {
         OciRegistry::new(RegistryConfig { insecure: config.insecure_registries.clone(), ..RegistryConfig::default() })
             .map_err(WiringError::Registry)?,
     );
-    let backend = match config.backend {
+    let backend: Arc<dyn jobforge_core::ports::Backend> = match config.backend {
         BackendKind::Local => {
             let mut local = LocalConfig::new(config.data_dir.clone(), config.shim.clone());
             local.storage_driver = config.storage_driver.clone();
@@ -52,12 +52,41 @@ pub fn wire(config: &ServiceConfig) -> Result<Wired, WiringError> {
             local.extra_ca_file = config.extra_ca_file.clone();
             Arc::new(LocalBackend::new(local, secrets.clone())?)
         }
-        BackendKind::Nomad => return Err(WiringError::NomadUnavailable),
+        BackendKind::Nomad => Arc::new(nomad_backend(config)?),
     };
     let info = ServiceInfo {
         version: env!("CARGO_PKG_VERSION").to_owned(),
-        backend: "local".to_owned(),
+        backend: backend.name().to_owned(),
         store: "sqlite".to_owned(),
     };
     Ok(Wired { ports: Ports { backend, store, secrets, registry }, info })
+}
+
+fn nomad_backend(config: &ServiceConfig) -> Result<jobforge_nomad::NomadBackend, WiringError> {
+    let settings = &config.nomad;
+    let mut nomad = jobforge_nomad::NomadConfig::from_env()?;
+    if let Some(address) = &settings.address {
+        nomad.address = address
+            .parse()
+            .map_err(|e| jobforge_nomad::NomadError::Config(format!("Nomad address {address:?}: {e}")))?;
+    }
+    for (field, value) in [
+        (&mut nomad.token, &settings.token),
+        (&mut nomad.namespace, &settings.namespace),
+        (&mut nomad.region, &settings.region),
+    ] {
+        if value.is_some() {
+            field.clone_from(value);
+        }
+    }
+    if settings.ca_file.is_some() {
+        nomad.ca_file.clone_from(&settings.ca_file);
+    }
+    let client = jobforge_nomad::NomadClient::new(nomad)?;
+    let backend = jobforge_nomad::NomadBackendConfig {
+        render: settings.render_config(&config.insecure_registries, config.kill_grace),
+        placement_timeout: settings.placement_timeout.map_or(std::time::Duration::from_secs(300), |d| d.to_std()),
+        ..jobforge_nomad::NomadBackendConfig::default()
+    };
+    Ok(jobforge_nomad::NomadBackend::new(client, backend))
 }

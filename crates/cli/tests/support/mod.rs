@@ -151,13 +151,16 @@ pub async fn wait_status(client: &Client, id: JobId, status: JobStatus) -> JobVi
     tokio::time::timeout(JOB_LIMIT, wait).await.expect("status never came")
 }
 
-/// Wait until a log line contains `needle`.
+/// Wait until a line of the job's own output (not jobforge's lines, which echo commands)
+/// contains `needle`.
 pub async fn wait_line(client: &Client, id: JobId, needle: &str) {
     let wait = async {
         let mut events = client.follow(id, 0, None);
         while let Some(event) = events.next().await {
             match event.unwrap() {
-                Event::Log(line) if line.text.contains(needle) => return,
+                Event::Log(line) if line.stream != jobforge_core::Stream::System && line.text.contains(needle) => {
+                    return;
+                }
                 Event::End(job) => panic!("job ended {} before printing {needle:?}", job.status),
                 _ => {}
             }

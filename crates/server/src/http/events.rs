@@ -94,7 +94,8 @@ impl Feed {
                 last_update = Some(record.updated_at);
                 self.send(names::STATUS, &JobView::from_record(&record)).await?;
             }
-            if record.status.is_terminal() {
+            // `end` promises nothing changes any more: the job is over and cleaned up.
+            if record.status.is_terminal() && record.cleaned_up {
                 // Lines archived just before the end are in by now.
                 self.send_lines().await?;
                 return self.send(names::END, &JobView::from_record(&record)).await;

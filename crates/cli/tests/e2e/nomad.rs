@@ -1,0 +1,194 @@
+//! The pipeline on the Nomad backend: the real `jobforge serve --backend nomad` against the
+//! fake Nomad from the testkit, which runs the rendered jobs for real (build and publish with
+//! the host's buildah, tests with podman).
+
+use jobforge_core::record::{FailureReason, TestStatus};
+use jobforge_core::{JobStatus, Phase};
+use jobforge_testkit::fake_nomad::{FakeNomad, FakeNomadConfig};
+use jobforge_testkit::git::GitRepo;
+use jobforge_testkit::registry::TestRegistry;
+use serde_json::json;
+
+use crate::support::*;
+
+/// A fake Nomad agent, a registry and `jobforge serve --backend nomad` on them.
+struct Cluster {
+    nomad: FakeNomad,
+    registry: TestRegistry,
+    service: Service,
+    _dirs: tempfile::TempDir,
+}
+
+impl Cluster {
+    async fn start(extra: &[&str]) -> Cluster {
+        let dirs = tempfile::tempdir().unwrap();
+        let registry = TestRegistry::start();
+        let mut config = FakeNomadConfig::new(dirs.path().join("nomad"));
+        config.host_volumes.insert("buildah-cache".into(), dirs.path().join("buildah-cache"));
+        config.insecure_registries.push(registry.host());
+        let nomad = FakeNomad::start(config).await;
+        let mut args = vec!["--backend", "nomad", "--nomad-addr"];
+        let url = nomad.url();
+        args.push(&url);
+        args.extend(["--placement-timeout", "3s"]);
+        args.extend(extra);
+        let service = Service::start(&dirs.path().join("jobforge"), &registry, &args);
+        Cluster { nomad, registry, service, _dirs: dirs }
+    }
+
+    fn nomad_id(&self, phase: &str, job: jobforge_core::JobId, test: Option<u32>) -> String {
+        match test {
+            Some(n) => format!("jobforge-{phase}-{job}-{n}"),
+            None => format!("jobforge-{phase}-{job}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_runs_as_nomad_batch_jobs_and_publishes_the_tested_digest() {
+    let cluster = Cluster::start(&[]).await;
+    let client = cluster.service.client();
+    let repo = GitRepo::example();
+    let mut config = job(&repo.file_url(), &cluster.registry, "team/app", &["v1", "latest"]);
+    config["test_commands"] = json!(["echo first test", "sleep 0.5; echo second test"]);
+    let id = client.submit(&config).await.unwrap().job_id;
+    let end = wait_end(&client, id).await;
+    assert_eq!(end.status, JobStatus::Succeeded, "{end:#?}\n{}", texts(&all_logs(&client, id).await));
+
+    let digest = end.image_digest.clone().unwrap();
+    for tag in ["v1", "latest"] {
+        assert_eq!(cluster.registry.digest("team/app", tag).await.as_deref(), Some(digest.as_str()));
+    }
+    assert_eq!(cluster.registry.digest(&format!("temp/{id}"), "latest").await, None, "temp image deleted");
+    assert!(end.tests.iter().all(|t| t.result.status == TestStatus::Passed));
+    // Both tests ran at the same time: each started before the other ended.
+    let (a, b) = (&end.tests[0].result, &end.tests[1].result);
+    assert!(a.started < b.ended && b.started < a.ended, "tests ran in parallel: {a:?} {b:?}");
+
+    let logs = all_logs(&client, id).await;
+    let text = texts(&logs);
+    assert!(logs.iter().any(|l| l.phase == Phase::Build && l.text.contains("STEP")), "{text}");
+    assert!(logs.iter().any(|l| l.test == Some(1) && l.text == "second test"), "{text}");
+    assert!(logs.iter().any(|l| l.text.starts_with("nomad: Started")), "task events are reported:\n{text}");
+    for (phase, test) in [("build", None), ("test", Some(0)), ("test", Some(1)), ("publish", None)] {
+        assert_eq!(cluster.nomad.registrations(&cluster.nomad_id(phase, id, test)), 1, "{phase} {test:?}");
+    }
+    assert!(cluster.nomad.jobs().is_empty(), "finished Nomad jobs are purged: {:?}", cluster.nomad.jobs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_build_and_a_failing_test_fail_with_their_logs() {
+    let cluster = Cluster::start(&[]).await;
+    let client = cluster.service.client();
+
+    let broken = repo_with_dockerfile("FROM scratch\nRUNN echo broken\n");
+    let mut config = job(&broken.file_url(), &cluster.registry, "app", &["v1"]);
+    config["test_commands"] = json!(["true"]);
+    let id = client.submit(&config).await.unwrap().job_id;
+    let end = wait_end(&client, id).await;
+    assert_eq!((end.status, end.failed_phase), (JobStatus::Failed, Some(Phase::Build)));
+    let error = end.error.unwrap();
+    assert_eq!(error.reason, FailureReason::ExitCode);
+    assert!(texts(&all_logs(&client, id).await).to_lowercase().contains("runn"));
+
+    let repo = GitRepo::example();
+    let mut config = job(&repo.file_url(), &cluster.registry, "app", &["v1"]);
+    config["test_commands"] = json!(["echo 'assertion failed' >&2; exit 5", "true"]);
+    let id = client.submit(&config).await.unwrap().job_id;
+    let end = wait_end(&client, id).await;
+    assert_eq!((end.status, end.failed_phase), (JobStatus::Failed, Some(Phase::Test)));
+    let error = end.error.unwrap();
+    assert_eq!(error.exit_code, Some(5));
+    assert!(error.log_tail.iter().any(|l| l == "assertion failed"), "{:#?}", error.log_tail);
+    assert_eq!(cluster.registry.tags("app").await, Vec::<String>::new(), "nothing published");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kills_during_the_build_and_during_the_tests_stop_the_nomad_jobs() {
+    let cluster = Cluster::start(&[]).await;
+    let client = cluster.service.client();
+
+    let slow = repo_with_dockerfile(&format!("{BUSYBOX_BASE}RUN echo building && sleep 600\n"));
+    let id = client.submit(&job(&slow.file_url(), &cluster.registry, "app", &["v1"])).await.unwrap().job_id;
+    wait_line(&client, id, "building").await;
+    client.kill(id, Some("test"), Some("during the build")).await.unwrap();
+    let end = wait_end(&client, id).await;
+    assert_eq!(end.status, JobStatus::Killed);
+
+    let repo = GitRepo::example();
+    let mut config = job(&repo.file_url(), &cluster.registry, "app", &["v2"]);
+    config["test_commands"] = json!(["echo long test; sleep 600"]);
+    let id = client.submit(&config).await.unwrap().job_id;
+    wait_line(&client, id, "long test").await;
+    client.kill(id, None, Some("during the tests")).await.unwrap();
+    let end = wait_end(&client, id).await;
+    assert_eq!(end.status, JobStatus::Killed);
+    assert_eq!(end.tests[0].result.status, TestStatus::Stopped);
+    assert_eq!(cluster.registry.tags("app").await, Vec::<String>::new(), "nothing published");
+    assert!(cluster.nomad.jobs().is_empty(), "killed jobs are purged: {:?}", cluster.nomad.jobs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_nomad_cannot_place_fails_with_nomads_reason() {
+    let cluster = Cluster::start(&[]).await;
+    let client = cluster.service.client();
+    let repo = GitRepo::example();
+    let mut config = job(&repo.file_url(), &cluster.registry, "app", &["v1"]);
+    config["resource_limits"] = json!({"build": {"memory": "100GB"}});
+    let id = client.submit(&config).await.unwrap().job_id;
+    let end = wait_end(&client, id).await;
+    assert_eq!((end.status, end.failed_phase), (JobStatus::Failed, Some(Phase::Build)));
+    let error = end.error.unwrap();
+    assert_eq!(error.reason, FailureReason::Backend);
+    assert!(error.message.contains("could not place") && error.message.contains("memory"), "{}", error.message);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_service_reattaches_to_running_nomad_jobs_without_registering_again() {
+    let mut cluster = Cluster::start(&[]).await;
+    let repo = repo_with_dockerfile(&format!("{BUSYBOX_BASE}RUN echo building slowly && sleep 3 && echo built\n"));
+    let mut config = job(&repo.file_url(), &cluster.registry, "app", &["v1"]);
+    config["test_commands"] = json!(["echo tested"]);
+    let id = cluster.service.client().submit(&config).await.unwrap().job_id;
+    wait_line(&cluster.service.client(), id, "building slowly").await;
+
+    cluster.service.kill9();
+    cluster.service.restart();
+    let client = cluster.service.client();
+    let end = wait_end(&client, id).await;
+    assert_eq!(end.status, JobStatus::Succeeded, "{end:#?}\n{}", cluster.service.log());
+    assert_eq!(cluster.nomad.registrations(&cluster.nomad_id("build", id, None)), 1, "no duplicate registration");
+    let logs = all_logs(&client, id).await;
+    assert_eq!(logs.iter().filter(|l| l.text == "built").count(), 1, "{}", texts(&logs));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nomad_jobs_of_no_live_job_are_removed_at_start_up_and_on_demand() {
+    let mut cluster = Cluster::start(&[]).await;
+    let http = reqwest::Client::new();
+    let register = |id: String| {
+        let body = json!({"Job": {
+            "ID": id, "Name": id, "Type": "batch", "Datacenters": ["dc1"],
+            "TaskGroups": [{"Name": "g", "Count": 1, "Tasks": [{
+                "Name": "t", "Driver": "docker",
+                "Config": {"image": "quay.io/buildah/stable", "command": "/bin/sh", "args": ["-c", "sleep 600"]},
+            }]}],
+        }});
+        let request = http.put(format!("{}/v1/jobs", cluster.nomad.url())).json(&body);
+        async move { assert!(request.send().await.unwrap().status().is_success()) }
+    };
+    let zombie = format!("jobforge-build-{}", jobforge_core::JobId::new());
+    let bystander = "someone-elses-job".to_owned();
+    register(zombie.clone()).await;
+    register(bystander.clone()).await;
+
+    let removed = cluster.service.client().remove_zombies().await.unwrap().removed;
+    assert!(removed.iter().any(|r| r.contains(&zombie)), "{removed:?}");
+    assert!(!cluster.nomad.jobs().contains(&zombie));
+    assert!(cluster.nomad.jobs().contains(&bystander), "jobs without the prefix are not ours");
+
+    let later = format!("jobforge-test-{}-0", jobforge_core::JobId::new());
+    register(later.clone()).await;
+    cluster.service.restart();
+    assert!(!cluster.nomad.jobs().contains(&later), "start-up removes zombies");
+}

@@ -1,0 +1,567 @@
+//! [`NomadBackend`]: the `Backend` port on Nomad. Each run is one batch job (rendered by
+//! [`crate::render`]); following it is event-driven throughout: blocking queries on the job's
+//! allocations say when it was placed, started and ended, and Nomad's framed log streams carry
+//! its output as it is written.
+//!
+//! Line numbers: stdout, stderr, task events and placement notes are numbered in four
+//! interleaved sequences (`n = 4k + stream`), each deterministic on its own, so following a
+//! run again from the start yields the same numbers and the archive keeps each line once.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use jobforge_core::config::JobSpec;
+use jobforge_core::logs::RunLine;
+use jobforge_core::ports::{Backend, BackendError, RunEvent, RunEvents, RunExit, RunSpec, Started};
+use jobforge_core::validate::Problem;
+use jobforge_core::{JobId, RunId, Stream, Timestamp};
+
+use crate::api::{AllocListStub, ClientStatus, LogType, TaskEventType, TaskStatus};
+use crate::client::{Blocking, NomadClient};
+use crate::error::NomadError;
+use crate::job::RegisterRequest;
+use crate::render::{RenderConfig, render};
+
+/// Settings of the Nomad backend.
+#[derive(Clone, Debug)]
+pub struct NomadBackendConfig {
+    pub render: RenderConfig,
+    /// How long a run may wait to be placed before it fails with Nomad's reason.
+    pub placement_timeout: Duration,
+    /// Longest single blocking query.
+    pub wait: Duration,
+}
+
+impl Default for NomadBackendConfig {
+    fn default() -> Self {
+        NomadBackendConfig {
+            render: RenderConfig::default(),
+            placement_timeout: Duration::from_secs(300),
+            wait: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Runs phases as Nomad batch jobs.
+#[derive(Clone)]
+pub struct NomadBackend {
+    client: NomadClient,
+    config: Arc<NomadBackendConfig>,
+}
+
+impl NomadBackend {
+    pub fn new(client: NomadClient, config: NomadBackendConfig) -> Self {
+        NomadBackend { client, config: Arc::new(config) }
+    }
+
+    pub fn client(&self) -> &NomadClient {
+        &self.client
+    }
+
+    fn nomad_id(&self, run: &RunId) -> String {
+        self.config.render.job_id(run)
+    }
+
+    /// Whether Nomad knows the job, or still lists allocations of it (after a purge).
+    async fn exists(&self, id: &str) -> Result<bool, NomadError> {
+        if self.client.job(id).await?.is_some() {
+            return Ok(true);
+        }
+        Ok(!self.client.job_allocations(id, None).await?.0.is_empty())
+    }
+
+    /// Wait, by blocking queries, until no allocation of the job is running, at most `limit`.
+    async fn wait_terminal(&self, id: &str, limit: Duration) -> Result<bool, NomadError> {
+        let deadline = Instant::now() + limit;
+        let mut index = 0;
+        loop {
+            let wait = deadline.saturating_duration_since(Instant::now()).min(self.config.wait);
+            let (allocs, meta) = self.client.job_allocations(id, Some(Blocking { index, wait })).await?;
+            if allocs.iter().all(AllocListStub::is_terminal) {
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            index = meta.index.max(1);
+        }
+    }
+
+    /// Stop the job, wait for its allocations to end, purge it.
+    async fn stop_and_purge(&self, id: &str, grace: Duration) -> Result<(), NomadError> {
+        self.client.deregister(id, false).await?;
+        // The task gets its KillTimeout; wait a little beyond it for the client to report.
+        let limit = grace.max(self.config.render.kill_timeout) + Duration::from_secs(30);
+        if !self.wait_terminal(id, limit).await? {
+            tracing::warn!(nomad_job = %id, "allocations still running after the stop; purging anyway");
+        }
+        self.client.deregister(id, true).await?;
+        Ok(())
+    }
+}
+
+fn backend_error(context: &str, error: NomadError) -> BackendError {
+    BackendError::Unavailable(format!("{context}: {error}"))
+}
+
+#[async_trait]
+impl Backend for NomadBackend {
+    fn name(&self) -> &'static str {
+        "nomad"
+    }
+
+    fn unsupported(&self, _spec: &JobSpec) -> Vec<Problem> {
+        Vec::new()
+    }
+
+    async fn start(&self, spec: &RunSpec) -> Result<Started, BackendError> {
+        let id = self.nomad_id(&spec.id);
+        let start_error = |error: NomadError| BackendError::Start { run: spec.id.clone(), message: error.to_string() };
+        if self.exists(&id).await.map_err(start_error)? {
+            return Ok(Started::Existing);
+        }
+        let job = render(&self.config.render, spec);
+        // Check-and-set with index 0: registers only if no job with this ID exists, so two
+        // starts racing (or a retry after a lost answer) cannot both register.
+        let request = RegisterRequest { job, enforce_index: true, job_modify_index: 0 };
+        match self.client.register(&request).await {
+            Ok(answer) => {
+                tracing::info!(nomad_job = %id, eval = %answer.eval_id, "registered");
+                Ok(Started::New)
+            }
+            Err(NomadError::IndexConflict(_)) => Ok(Started::Existing),
+            Err(error) => Err(start_error(error)),
+        }
+    }
+
+    async fn follow(&self, run: &RunId, _after: u64) -> Result<RunEvents, BackendError> {
+        let id = self.nomad_id(run);
+        if !self.exists(&id).await.map_err(|e| backend_error("looking up the run", e))? {
+            return Err(BackendError::NoSuchRun(run.clone()));
+        }
+        let (tx, rx) = mpsc::channel(1024);
+        let follower = Follower {
+            client: self.client.clone(),
+            config: self.config.clone(),
+            id,
+            task: run.key().phase.to_string(),
+            tx,
+            numbers: [0; 4],
+        };
+        tokio::spawn(follower.run());
+        Ok(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed())
+    }
+
+    async fn stop(&self, run: &RunId, grace: Duration) -> Result<(), BackendError> {
+        let id = self.nomad_id(run);
+        if !self.exists(&id).await.map_err(|e| backend_error("looking up the run", e))? {
+            return Ok(());
+        }
+        self.stop_and_purge(&id, grace).await.map_err(|e| backend_error("stopping the run", e))
+    }
+
+    async fn cleanup(&self, job: JobId) -> Result<Vec<String>, BackendError> {
+        let prefix = format!("{}-", self.config.render.prefix);
+        let jobs = self.client.jobs(&prefix).await.map_err(|e| backend_error("listing jobs", e))?;
+        let mut removed = Vec::new();
+        let mut failed = Vec::new();
+        for stub in jobs {
+            if self.config.render.run_id(&stub.id).is_none_or(|run| run.job() != job) {
+                continue;
+            }
+            match self.stop_and_purge(&stub.id, Duration::from_secs(5)).await {
+                Ok(()) => removed.push(format!("nomad job {}", stub.id)),
+                Err(error) => failed.push(format!("{}: {error}", stub.id)),
+            }
+        }
+        // One job that cannot be removed must not keep the others.
+        if failed.is_empty() {
+            Ok(removed)
+        } else {
+            Err(BackendError::Unavailable(format!("could not remove Nomad jobs: {}", failed.join("; "))))
+        }
+    }
+
+    async fn jobs(&self) -> Result<Vec<JobId>, BackendError> {
+        let prefix = format!("{}-", self.config.render.prefix);
+        let jobs = self.client.jobs(&prefix).await.map_err(|e| backend_error("listing jobs", e))?;
+        let ids: BTreeSet<JobId> =
+            jobs.iter().filter_map(|stub| self.config.render.run_id(&stub.id)).map(|run| run.job()).collect();
+        Ok(ids.into_iter().collect())
+    }
+
+    async fn check(&self) -> Result<(), BackendError> {
+        match self.client.leader().await {
+            Ok(leader) if !leader.is_empty() => Ok(()),
+            Ok(_) => Err(BackendError::Unavailable("Nomad has no cluster leader".into())),
+            Err(error) => Err(backend_error("Nomad", error)),
+        }
+    }
+}
+
+type Sender = mpsc::Sender<Result<RunEvent, BackendError>>;
+
+/// The four line sequences of a run (see the module docs).
+#[derive(Clone, Copy)]
+enum Sequence {
+    Stdout = 0,
+    Stderr = 1,
+    TaskEvent = 2,
+    Placement = 3,
+}
+
+/// What the follower's helpers report.
+enum Update {
+    Alloc(Box<AllocListStub>),
+    Chunk(LogType, bytes::Bytes),
+    Failed(NomadError),
+}
+
+/// Bytes of stdout and stderr received so far, and the partial last line of each.
+#[derive(Default)]
+struct LogBuffers {
+    received: [usize; 2],
+    partial: [Vec<u8>; 2],
+}
+
+impl LogBuffers {
+    fn slot(stream: LogType) -> usize {
+        match stream {
+            LogType::Stdout => 0,
+            LogType::Stderr => 1,
+        }
+    }
+
+    fn received(&self, stream: LogType) -> usize {
+        self.received[Self::slot(stream)]
+    }
+
+    /// Add bytes; returns the lines they complete.
+    fn push(&mut self, stream: LogType, data: &[u8]) -> Vec<String> {
+        let slot = Self::slot(stream);
+        self.received[slot] += data.len();
+        self.partial[slot].extend_from_slice(data);
+        take_lines(&mut self.partial[slot])
+    }
+
+    /// The last line, if the output did not end with a newline.
+    fn finish(&mut self, stream: LogType) -> Option<String> {
+        let rest = std::mem::take(&mut self.partial[Self::slot(stream)]);
+        (!rest.is_empty()).then(|| String::from_utf8_lossy(&rest).into_owned())
+    }
+}
+
+/// Follows one Nomad job to its end.
+struct Follower {
+    client: NomadClient,
+    config: Arc<NomadBackendConfig>,
+    id: String,
+    task: String,
+    tx: Sender,
+    numbers: [u64; 4],
+}
+
+impl Follower {
+    async fn run(mut self) {
+        if let Err(error) = self.follow().await {
+            let _ = self.tx.send(Err(backend_error(&format!("following {}", self.id), error))).await;
+        }
+    }
+
+    async fn follow(&mut self) -> Result<(), NomadError> {
+        let Some((mut latest, index)) = self.placed().await? else { return Ok(()) };
+        let (updates, mut inbox) = mpsc::channel(256);
+        let mut helpers = vec![tokio::spawn(watch_alloc(
+            self.client.clone(),
+            self.id.clone(),
+            latest.id.clone(),
+            index,
+            self.config.wait,
+            updates.clone(),
+        ))];
+        let mut logs = LogBuffers::default();
+        let mut following = false;
+        let mut events_seen = 0;
+        let failure = loop {
+            events_seen = self.task_events(&latest, events_seen).await;
+            let started = latest.task_states.get(&self.task).is_some_and(|t| t.state != TaskStatus::Pending);
+            if started && !following {
+                following = true;
+                for stream in [LogType::Stdout, LogType::Stderr] {
+                    let (client, alloc, task) = (self.client.clone(), latest.id.clone(), self.task.clone());
+                    helpers.push(tokio::spawn(follow_logs(client, alloc, task, stream, updates.clone())));
+                }
+            }
+            if latest.is_terminal() {
+                break None;
+            }
+            match inbox.recv().await {
+                Some(Update::Alloc(stub)) => latest = *stub,
+                Some(Update::Chunk(stream, data)) => {
+                    for line in logs.push(stream, &data) {
+                        self.line(sequence(stream), line).await?;
+                    }
+                }
+                Some(Update::Failed(error)) => break Some(error),
+                None => break None,
+            }
+        };
+        for helper in &helpers {
+            helper.abort();
+        }
+        if let Some(error) = failure {
+            return Err(error);
+        }
+        // The chunks already queued, then the rest of each log from where we are: the run has
+        // ended, so one plain read reaches the end.
+        while let Ok(update) = inbox.try_recv() {
+            if let Update::Chunk(stream, data) = update {
+                for line in logs.push(stream, &data) {
+                    self.line(sequence(stream), line).await?;
+                }
+            }
+        }
+        if following || task_ran(&latest, &self.task) {
+            for stream in [LogType::Stdout, LogType::Stderr] {
+                let rest = self.rest_of_log(&latest.id, stream, logs.received(stream)).await;
+                for line in logs.push(stream, &rest) {
+                    self.line(sequence(stream), line).await?;
+                }
+            }
+        }
+        for stream in [LogType::Stdout, LogType::Stderr] {
+            if let Some(line) = logs.finish(stream) {
+                self.line(sequence(stream), line).await?;
+            }
+        }
+        let exit = exit_of(&latest, &self.task);
+        let _ = self.tx.send(Ok(RunEvent::Exit(exit))).await;
+        Ok(())
+    }
+
+    /// Wait until the job has an allocation; `None` (after reporting the exit) when Nomad could
+    /// not place it within the placement timeout.
+    async fn placed(&mut self) -> Result<Option<(AllocListStub, u64)>, NomadError> {
+        let submitted = self.client.job(&self.id).await?.map(|job| job.submit_time).unwrap_or(0);
+        let since_submit = Timestamp::now().unix_millis().saturating_sub(submitted / 1_000_000).max(0) as u64;
+        let remaining = self.config.placement_timeout.saturating_sub(Duration::from_millis(since_submit));
+        let deadline = Instant::now() + remaining;
+        let mut index = 0;
+        let mut noted = false;
+        loop {
+            let wait = deadline.saturating_duration_since(Instant::now()).min(self.config.wait);
+            let blocking = (index > 0).then_some(Blocking { index, wait });
+            let (allocs, meta) = self.client.job_allocations(&self.id, blocking).await?;
+            if let Some(alloc) = allocs.into_iter().max_by_key(|a| a.create_index) {
+                return Ok(Some((alloc, meta.index)));
+            }
+            let reason = self.placement_reason().await?;
+            if let Some(reason) = &reason {
+                if !noted {
+                    noted = true;
+                    self.line(Sequence::Placement, format!("nomad: waiting for placement: {reason}")).await?;
+                }
+            }
+            if Instant::now() >= deadline {
+                let why = reason.unwrap_or_else(|| "no allocation was created".into());
+                let message =
+                    format!("Nomad could not place it within {}s: {why}", self.config.placement_timeout.as_secs());
+                let _ = self.tx.send(Ok(RunEvent::Exit(RunExit::StartFailed { message }))).await;
+                return Ok(None);
+            }
+            index = meta.index.max(1);
+        }
+    }
+
+    /// Nomad's own reason a job is not placed, from its evaluations.
+    async fn placement_reason(&self) -> Result<Option<String>, NomadError> {
+        let evals = self.client.job_evaluations(&self.id).await?;
+        let failed = evals.iter().filter(|e| !e.failed_tg_allocs.is_empty()).max_by_key(|e| e.modify_index);
+        Ok(failed.map(|eval| {
+            eval.failed_tg_allocs
+                .iter()
+                .map(|(group, metric)| format!("group {group}: {}", metric.describe()))
+                .collect::<Vec<_>>()
+                .join("; ")
+        }))
+    }
+
+    /// Report task events not reported yet; returns how many have been.
+    async fn task_events(&mut self, stub: &AllocListStub, seen: usize) -> usize {
+        let Some(state) = stub.task_states.get(&self.task) else { return seen };
+        let mut count = seen;
+        for event in state.events.iter().skip(seen) {
+            let text = match event.describe() {
+                "" => format!("nomad: {}", event.kind.as_str()),
+                detail => format!("nomad: {}: {detail}", event.kind.as_str()),
+            };
+            if self.line(Sequence::TaskEvent, text).await.is_err() {
+                break;
+            }
+            count += 1;
+        }
+        count
+    }
+
+    async fn line(&mut self, sequence: Sequence, text: String) -> Result<(), NomadError> {
+        let slot = sequence as usize;
+        self.numbers[slot] += 1;
+        let stream = match sequence {
+            Sequence::Stdout => Stream::Stdout,
+            Sequence::Stderr => Stream::Stderr,
+            Sequence::TaskEvent | Sequence::Placement => Stream::System,
+        };
+        let line = RunLine { n: self.numbers[slot] * 4 + slot as u64, stream, ts: Timestamp::now(), text };
+        self.tx
+            .send(Ok(RunEvent::Line(line)))
+            .await
+            .map_err(|_| NomadError::Decode { what: "log lines".into(), message: "the reader went away".into() })
+    }
+
+    /// The log from `offset` to its current end (the run has ended, so this is all of it).
+    async fn rest_of_log(&self, alloc: &str, stream: LogType, offset: usize) -> Vec<u8> {
+        let mut rest = Vec::new();
+        let Ok(mut frames) = self.client.logs(alloc, &self.task, stream, false, offset as i64).await else {
+            return rest;
+        };
+        while let Some(Ok(frame)) = frames.next().await {
+            rest.extend_from_slice(&frame.data);
+        }
+        rest
+    }
+}
+
+fn sequence(stream: LogType) -> Sequence {
+    match stream {
+        LogType::Stdout => Sequence::Stdout,
+        LogType::Stderr => Sequence::Stderr,
+    }
+}
+
+/// Complete lines from the front of `buffer`, leaving a partial last line in it.
+fn take_lines(buffer: &mut Vec<u8>) -> Vec<String> {
+    let Some(end) = buffer.iter().rposition(|&b| b == b'\n') else { return Vec::new() };
+    let complete: Vec<u8> = buffer.drain(..=end).collect();
+    complete[..end]
+        .split(|&b| b == b'\n')
+        .map(|line| String::from_utf8_lossy(line).trim_end_matches('\r').to_owned())
+        .collect()
+}
+
+fn task_ran(stub: &AllocListStub, task: &str) -> bool {
+    stub.task_states
+        .get(task)
+        .is_some_and(|t| t.started_at.is_some() || t.last_event(&TaskEventType::Started).is_some())
+}
+
+/// How the run ended, from its allocation's final task state.
+fn exit_of(stub: &AllocListStub, task: &str) -> RunExit {
+    if stub.client_status == ClientStatus::Lost {
+        return RunExit::Lost { message: format!("Nomad lost the node running allocation {}", stub.id) };
+    }
+    let Some(state) = stub.task_states.get(task) else {
+        return RunExit::StartFailed { message: format!("allocation {} ended without running task {task}", stub.id) };
+    };
+    if let Some(terminated) = state.last_event(&TaskEventType::Terminated) {
+        let code = terminated.exit_code();
+        let signal = terminated.details.get("signal").and_then(|s| s.parse::<i64>().ok()).unwrap_or(terminated.signal);
+        if code == 0 && signal != 0 {
+            return RunExit::Signaled { signal: signal as i32 };
+        }
+        return RunExit::Exited { code: code as i32 };
+    }
+    let reason = state
+        .events
+        .iter()
+        .rev()
+        .find(|e| e.fails_task() || matches!(e.kind, TaskEventType::DriverFailure | TaskEventType::SetupFailure))
+        .map(|e| e.describe().to_owned())
+        .unwrap_or_else(|| format!("the task never ran ({})", stub.client_description));
+    if state.failed || stub.client_status == ClientStatus::Failed {
+        RunExit::StartFailed { message: reason }
+    } else {
+        RunExit::Exited { code: 0 }
+    }
+}
+
+/// Blocking queries on the job's allocations; reports every change of `alloc` until it ends.
+async fn watch_alloc(
+    client: NomadClient,
+    job: String,
+    alloc: String,
+    mut index: u64,
+    wait: Duration,
+    updates: mpsc::Sender<Update>,
+) {
+    loop {
+        match client.job_allocations(&job, Some(Blocking { index: index.max(1), wait })).await {
+            Ok((allocs, meta)) => {
+                if meta.index != index {
+                    if let Some(stub) = allocs.into_iter().find(|a| a.id == alloc) {
+                        let terminal = stub.is_terminal();
+                        if updates.send(Update::Alloc(Box::new(stub))).await.is_err() || terminal {
+                            return;
+                        }
+                    }
+                }
+                index = meta.index;
+            }
+            Err(error) if error.is_transient() => {
+                tracing::warn!(%error, "blocking query failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(error) => {
+                let _ = updates.send(Update::Failed(error)).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Follow one log of the task, sending its bytes as they come.
+async fn follow_logs(client: NomadClient, alloc: String, task: String, stream: LogType, updates: mpsc::Sender<Update>) {
+    let mut frames = match client.logs(&alloc, &task, stream, true, 0).await {
+        Ok(frames) => frames,
+        Err(error) => {
+            // The run's end brings a final read of the whole log; nothing is lost here.
+            tracing::debug!(%error, "log stream not available");
+            return;
+        }
+    };
+    while let Some(frame) = frames.next().await {
+        match frame {
+            Ok(frame) if !frame.data.is_empty() => {
+                if updates.send(Update::Chunk(stream, frame.data)).await.is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::debug!(%error, "log stream ended");
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_cut_at_newlines_and_partial_lines_kept() {
+        let mut buffer = b"one\ntwo\r\nthr".to_vec();
+        assert_eq!(take_lines(&mut buffer), ["one", "two"]);
+        assert_eq!(buffer, b"thr");
+        buffer.extend_from_slice(b"ee\n");
+        assert_eq!(take_lines(&mut buffer), ["three"]);
+        assert!(buffer.is_empty());
+        assert!(take_lines(&mut b"no newline".to_vec()).is_empty());
+    }
+}
