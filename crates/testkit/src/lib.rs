@@ -2,8 +2,10 @@
 //! ports, and conformance suites that every adapter of a port must pass.
 //!
 //! Nothing here is a stand-in for buildah, podman, git or the registry: fixtures start the real
-//! programs. (Fakes of Nomad and Consul, which cannot be installed here, will live here too.)
+//! programs. Nomad cannot be installed here, so [`fake_nomad`] is a faithful fake of it (that
+//! still runs tasks for real, with podman or the host's buildah); a fake Consul will follow.
 
+pub mod fake_nomad;
 pub mod git;
 pub mod net;
 pub mod registry;
