@@ -147,6 +147,10 @@ pub struct ServeArgs {
     #[arg(long, env = "JOBFORGE_CONFIG", help_heading = "Service")]
     pub config: Option<PathBuf>,
 
+    /// How often to look for and remove what the backend runs for no live job. [default: 5m]
+    #[arg(long, env = "JOBFORGE_ZOMBIE_SWEEP", help_heading = "Service")]
+    pub zombie_sweep: Option<Duration>,
+
     /// Most jobs past PENDING at once; more wait their turn. [default: 4]
     #[arg(long, env = "JOBFORGE_MAX_ACTIVE_JOBS", help_heading = "Service")]
     pub max_active_jobs: Option<usize>,

@@ -83,11 +83,17 @@ fn settings(args: ServeArgs) -> anyhow::Result<ServiceConfig> {
     setting!(publish_timeout);
     setting!(kill_grace);
     setting!(max_active_jobs);
+    setting!(zombie_sweep);
     setting!(storage_driver);
     setting!(oci_runtime);
     config.extra_ca_file = args.extra_ca_file.or(file.extra_ca_file);
     config.nomad = file.nomad;
     config.nomad.merge(args.nomad.settings());
+    for (flag, value) in [("--zombie-sweep", config.zombie_sweep), ("--kill-grace", config.kill_grace)] {
+        if value.as_secs() == 0 {
+            return Err(UsageError(format!("{flag} must be at least 1s")).into());
+        }
+    }
     if config.max_active_jobs == 0 {
         return Err(UsageError("--max-active-jobs must be at least 1".into()).into());
     }

@@ -47,6 +47,8 @@ pub struct ServiceConfig {
     pub storage_driver: String,
     pub oci_runtime: String,
     pub extra_ca_file: Option<PathBuf>,
+    /// How often backend runs of no live job are looked for and removed.
+    pub zombie_sweep: Duration,
     /// The shim command of the local backend (program and leading arguments).
     pub shim: Vec<std::ffi::OsString>,
     pub nomad: NomadSettings,
@@ -140,6 +142,7 @@ impl ServiceConfig {
             storage_driver: "overlay".into(),
             oci_runtime: "runc".into(),
             extra_ca_file: None,
+            zombie_sweep: Duration::from_mins(5),
             shim,
             nomad: NomadSettings::default(),
         }
@@ -186,6 +189,7 @@ pub struct ConfigFile {
     pub storage_driver: Option<String>,
     pub oci_runtime: Option<String>,
     pub extra_ca_file: Option<PathBuf>,
+    pub zombie_sweep: Option<Duration>,
     #[serde(default)]
     pub nomad: NomadSettings,
 }

@@ -50,6 +50,7 @@ pub async fn serve(
     // Resume before serving: a status read right after start-up already sees resumed jobs.
     let recovery = engine.recover().await?;
     tracing::info!(resumed = recovery.resumed.len(), removed = recovery.removed.len(), "recovered");
+    tokio::spawn(sweep_zombies(engine.clone(), config.zombie_sweep.to_std(), shutdown.clone()));
     let state = http::AppState::new(engine.clone(), wired.info, shutdown.clone());
     on_listen(addr);
     tracing::info!(%addr, "listening");
@@ -61,4 +62,21 @@ pub async fn serve(
         tracing::warn!("job drivers did not stop in time; their jobs resume on the next start");
     }
     Ok(())
+}
+
+/// Every `period`, remove what the backend runs for no live job. Runs of live jobs are bounded
+/// by their drivers' deadlines; this catches the rest (a run registered by hand, one left by a
+/// service that lost its record).
+async fn sweep_zombies(engine: jobforge_core::engine::Engine, period: Duration, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => {
+                if let Err(error) = engine.remove_orphans().await {
+                    tracing::warn!(%error, "zombie sweep failed");
+                }
+            }
+        }
+    }
 }
