@@ -1,5 +1,5 @@
 //! Tests of the fake Nomad: its responses against the recorded Nomad examples and the OpenAPI
-//! schemas in `../shared/reference/`, and its behaviour (blocking queries, task lifecycles with
+//! schemas in `reference/` (a copy of `../shared/reference/`), and its behaviour (blocking queries, task lifecycles with
 //! podman and on the host, logs, stop and purge, placement failures, validation, ACLs).
 //!
 //! Every test starts its own fake on a free port with its own data dir. Nothing sleeps for a

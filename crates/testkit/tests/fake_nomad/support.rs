@@ -239,7 +239,7 @@ pub fn client_status(allocs: &[Value]) -> Vec<String> {
 }
 
 pub fn reference_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../reference")
 }
 
 pub fn example(name: &str) -> Value {
