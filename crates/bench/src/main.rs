@@ -1,15 +1,22 @@
-//! `jobforge-bench`: how much slower is the example job through jobforge than the same git,
-//! buildah, podman and skopeo commands run by hand?
+//! `jobforge-bench`: measurements of jobforge against baselines run in the same process.
 //!
-//! Each round measures, on fresh storage ("cold") and again on the warm layer cache ("cached"):
-//! jobforge (from submit to the `end` event, through a real `jobforge serve`) and the hand-run
-//! script `by-hand.sh`. It prints medians and the ratio jobforge / by hand, and with `--write`
-//! replaces `docs/benchmarks.md`. Run it as root from the repository root:
+//! - `local`: the example job through jobforge on the local backend against the same git,
+//!   buildah, podman and skopeo commands by hand (`by-hand.sh`), cold and on the warm cache.
+//! - `nomad`: on the fake Nomad, the latency from a task's exit to the registration of the
+//!   next phase, and the orchestration overhead of a whole job, against the same job driven by
+//!   a 5-second polling loop (what the original Go service did).
+//!
+//! Each prints its results and, with `--write`, replaces its own section of
+//! `docs/benchmarks.md`. Run as root from the repository root:
 //!
 //! ```sh
 //! cargo build --release -p jobforge-cli -p jobforge-bench
-//! target/release/jobforge-bench --rounds 5 --write
+//! target/release/jobforge-bench local --rounds 7 --write
+//! target/release/jobforge-bench nomad --rounds 20 --write
 //! ```
+
+mod local;
+mod nomad;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -18,121 +25,82 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use futures::StreamExt;
 use jobforge_client::{Client, Event};
-use jobforge_core::JobStatus;
+use jobforge_core::{JobId, JobStatus};
 use jobforge_testkit::git::GitRepo;
 use jobforge_testkit::registry::TestRegistry;
 
 const TESTS: [&str; 2] = ["hello | grep -q 'hello from jobforge'", "test -x /bin/sh && ls /bin | wc -l"];
 const TAGS: [&str; 2] = ["v1", "latest"];
 
-#[tokio::main]
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let rounds: usize = match args.iter().position(|a| a == "--rounds") {
-        Some(i) => args.get(i + 1).context("--rounds needs a number")?.parse()?,
-        None => 5,
+    let rounds: Option<usize> = match args.iter().position(|a| a == "--rounds") {
+        Some(i) => Some(args.get(i + 1).context("--rounds needs a number")?.parse()?),
+        None => None,
     };
     let write = args.iter().any(|a| a == "--write");
     let root = std::env::current_dir()?;
-    let jobforge = sibling("jobforge")?;
-    let registry = TestRegistry::start();
-    let repo = example_repo(&root)?;
-
-    let mut samples = Samples::default();
-    for round in 1..=rounds {
-        let scratch = tempfile::tempdir_in("/var/tmp")?;
-        let service = Service::start(&jobforge, scratch.path(), &registry.host())?;
-        let client = Client::new(&service.url)?;
-        let cold = run_job(&client, &repo, &registry, "bench-jf").await?;
-        let cached = run_job(&client, &repo, &registry, "bench-jf").await?;
-        drop(service);
-
-        let by_hand = scratch.path().join("by-hand");
-        let hand_cold = run_by_hand(&root, &repo, &registry, &by_hand, "cold")?;
-        let hand_cached = run_by_hand(&root, &repo, &registry, &by_hand, "cached")?;
-        println!(
-            "round {round}: jobforge cold {:.2}s cached {:.2}s | by hand cold {:.2}s cached {:.2}s",
-            cold.as_secs_f64(),
-            cached.as_secs_f64(),
-            hand_cold.as_secs_f64(),
-            hand_cached.as_secs_f64()
-        );
-        samples.jobforge_cold.push(cold);
-        samples.jobforge_cached.push(cached);
-        samples.hand_cold.push(hand_cold);
-        samples.hand_cached.push(hand_cached);
-    }
-    let report = samples.report(rounds);
-    println!("\n{report}");
+    let section = match args.get(1).map(String::as_str) {
+        Some("local") => local::run(&root, rounds.unwrap_or(5)).await?,
+        Some("nomad") => nomad::run(&root, rounds.unwrap_or(20)).await?,
+        _ => bail!("usage: jobforge-bench local|nomad [--rounds N] [--write]"),
+    };
+    println!("\n{}", section.text);
     if write {
-        std::fs::write(root.join("docs/benchmarks.md"), report).context("writing docs/benchmarks.md")?;
-        println!("wrote docs/benchmarks.md");
+        write_section(&root.join("docs/benchmarks.md"), section.name, &section.text)?;
+        println!("wrote the {} section of docs/benchmarks.md", section.name);
     }
     Ok(())
 }
 
-#[derive(Default)]
-struct Samples {
-    jobforge_cold: Vec<Duration>,
-    jobforge_cached: Vec<Duration>,
-    hand_cold: Vec<Duration>,
-    hand_cached: Vec<Duration>,
+/// One benchmark's part of `docs/benchmarks.md`.
+pub struct Section {
+    pub name: &'static str,
+    pub text: String,
 }
 
-impl Samples {
-    fn report(&self, rounds: usize) -> String {
-        let (jc, jw, hc, hw) = (
-            median(&self.jobforge_cold),
-            median(&self.jobforge_cached),
-            median(&self.hand_cold),
-            median(&self.hand_cached),
-        );
-        let machine = machine();
-        format!(
-            "# Benchmarks\n\n\
-             ## The example job: jobforge against the same steps by hand\n\n\
-             `crates/bench` (`target/release/jobforge-bench --rounds {rounds} --write`) runs `examples/hello` (build `FROM scratch` on\n\
-             busybox, two tests in parallel, publish two tags) through a real `jobforge serve` on the local backend,\n\
-             from submission to the `end` event, and in the same run the same git, buildah, podman and skopeo commands\n\
-             by hand (`crates/bench/by-hand.sh`). *Cold*: fresh container storage; *cached*: the same job again, on the\n\
-             warm layer cache. Medians of {rounds} rounds.\n\n\
-             | | jobforge | by hand | jobforge / by hand |\n\
-             |---|---|---|---|\n\
-             | cold | {:.2} s | {:.2} s | **{:.2}** |\n\
-             | cached | {:.2} s | {:.2} s | **{:.2}** |\n\n\
-             Goal: a ratio of at most 1.10. Cached rebuild against cold, through jobforge: {:.2} s vs {:.2} s.\n\n\
-             Measured {} on {machine}.\n",
-            secs(jc),
-            secs(hc),
-            secs(jc) / secs(hc),
-            secs(jw),
-            secs(hw),
-            secs(jw) / secs(hw),
-            secs(jw),
-            secs(jc),
-            jobforge_core::Timestamp::now(),
-        )
-    }
+/// Replace the text between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->`, or append it.
+fn write_section(path: &Path, name: &str, text: &str) -> anyhow::Result<()> {
+    let (open, close) = (format!("<!-- bench:{name} -->"), format!("<!-- /bench:{name} -->"));
+    let current = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n".into());
+    let block = format!("{open}\n{}\n{close}", text.trim_end());
+    let updated = match (current.find(&open), current.find(&close)) {
+        (Some(start), Some(end)) if start < end => {
+            format!("{}{block}{}", &current[..start], &current[end + close.len()..])
+        }
+        _ => format!("{}\n{block}\n", current.trim_end()),
+    };
+    std::fs::write(path, updated).context("writing docs/benchmarks.md")
 }
 
-fn secs(d: Duration) -> f64 {
+pub fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
-fn median(samples: &[Duration]) -> Duration {
+/// The `p`-th percentile (0-100) of `samples`, nearest rank.
+pub fn percentile(samples: &[Duration], p: f64) -> Duration {
     let mut sorted = samples.to_vec();
     sorted.sort();
-    sorted.get(sorted.len() / 2).copied().unwrap_or_default()
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-fn machine() -> String {
+pub fn median(samples: &[Duration]) -> Duration {
+    percentile(samples, 50.0)
+}
+
+pub fn machine() -> String {
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     format!("{cpus} CPUs, Linux {}", kernel.trim())
 }
 
 /// A binary next to this one (both built into the same target directory).
-fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+pub fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let path = exe.with_file_name(name);
     if !path.exists() {
@@ -142,7 +110,7 @@ fn sibling(name: &str) -> anyhow::Result<PathBuf> {
 }
 
 /// examples/hello as a git repository, with the static busybox it copies in.
-fn example_repo(root: &Path) -> anyhow::Result<GitRepo> {
+pub fn example_repo(root: &Path) -> anyhow::Result<GitRepo> {
     let repo = GitRepo::new();
     for file in ["Dockerfile", "hello.sh"] {
         let text = std::fs::read_to_string(root.join("examples/hello").join(file))
@@ -155,67 +123,53 @@ fn example_repo(root: &Path) -> anyhow::Result<GitRepo> {
     Ok(repo)
 }
 
-async fn run_job(client: &Client, repo: &GitRepo, registry: &TestRegistry, image: &str) -> anyhow::Result<Duration> {
-    let config = serde_json::json!({
+pub fn job_config(repo: &GitRepo, registry: &TestRegistry, image: &str) -> serde_json::Value {
+    serde_json::json!({
         "repo_url": repo.file_url(), "image_name": image, "image_tags": TAGS,
         "registry_url": registry.host(), "test_commands": TESTS,
-    });
+    })
+}
+
+/// Submit the example job and follow it to `end`. Returns the time from submission to the
+/// terminal status (when the result is known and published; the cleanup that follows is not
+/// counted, as the hand-run baseline does none) and the job id.
+pub async fn run_job(client: &Client, config: &serde_json::Value) -> anyhow::Result<(Duration, JobId)> {
     let start = Instant::now();
-    let id = client.submit(&config).await?.job_id;
+    let id = client.submit(config).await?.job_id;
     let mut events = client.follow(id, 0, None);
+    let mut finished = None;
     while let Some(event) = events.next().await {
-        if let Event::End(job) = event? {
+        let (job, end) = match event? {
+            Event::Status(job) => (job, false),
+            Event::End(job) => (job, true),
+            Event::Log(_) => continue,
+        };
+        if job.status.is_terminal() && finished.is_none() {
             if job.status != JobStatus::Succeeded {
                 bail!("job {id} ended {}: {:?}", job.status, job.error);
             }
-            return Ok(start.elapsed());
+            finished = Some(start.elapsed());
+        }
+        if end {
+            return finished.map(|took| (took, id)).context("ended without a terminal status");
         }
     }
     bail!("job {id}: events ended early")
 }
 
-fn run_by_hand(
-    root: &Path,
-    repo: &GitRepo,
-    registry: &TestRegistry,
-    dir: &Path,
-    label: &str,
-) -> anyhow::Result<Duration> {
-    let work = dir.join(format!("{label}-{}", std::process::id()));
-    std::fs::create_dir_all(&work)?;
-    let state = dir.join("state");
-    std::fs::create_dir_all(&state)?;
-    let start = Instant::now();
-    let status = Command::new(root.join("crates/bench/by-hand.sh"))
-        .env("REPO_URL", repo.file_url())
-        .env("STORAGE", dir.join("storage"))
-        .env("RUNROOT", state.join("storage"))
-        .env("PODMAN_TMP", state.join("libpod"))
-        .env("REGISTRY", registry.host())
-        .env("IMAGE", "bench-hand")
-        .env("TAGS", TAGS.join(" "))
-        .env("TEST1", TESTS[0])
-        .env("TEST2", TESTS[1])
-        .env("WORK", &work)
-        .status()?;
-    if !status.success() {
-        bail!("by-hand.sh failed ({status})");
-    }
-    Ok(start.elapsed())
-}
-
 /// `jobforge serve` on a free port, killed on drop.
-struct Service {
+pub struct Service {
     child: Child,
-    url: String,
+    pub url: String,
 }
 
 impl Service {
-    fn start(jobforge: &Path, data: &Path, registry: &str) -> anyhow::Result<Service> {
+    pub fn start(jobforge: &Path, data: &Path, registry: &str, extra: &[&str]) -> anyhow::Result<Service> {
         let mut child = Command::new(jobforge)
             .args(["serve", "--listen", "127.0.0.1:0", "--insecure-registry", registry])
             .arg("--data-dir")
             .arg(data.join("data"))
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -36,6 +36,7 @@ use crate::time::Timestamp;
 use crate::validate::Problem;
 
 pub use decide::{RunOutcome, classify};
+pub use driver::run_spec;
 
 /// The adapters the engine drives.
 #[derive(Clone)]

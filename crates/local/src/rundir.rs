@@ -214,7 +214,11 @@ pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> io::Result<Option
     }
 }
 
-/// Write `value` to a temp file, fsync, rename into place: readers see all of it or nothing.
+/// Write `value` to a temp file and rename it into place: readers see all of it or nothing.
+///
+/// No fsync: what must survive is a crash of the service or the shim, and the page cache
+/// outlives both. A crash of the machine loses the runs themselves, so syncing would buy
+/// nothing for its cost on every step.
 pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
     let bytes = serde_json::to_vec(value).map_err(io::Error::other)?;
     write_atomic(path, &bytes)
@@ -222,11 +226,7 @@ pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> io::Result<()>
 
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
-    {
-        let mut file = File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-    }
+    File::create(&tmp)?.write_all(bytes)?;
     fs::rename(&tmp, path)
 }
 

@@ -453,10 +453,10 @@ impl LogWriter {
         self.out.flush()
     }
 
-    /// Flush and sync, before the exit status is written after the log.
+    /// Flush, before the exit status is written after the log (no sync: see
+    /// [`write_json_atomic`]).
     fn finish(&mut self) -> io::Result<()> {
-        self.out.flush()?;
-        self.out.get_ref().sync_data()
+        self.out.flush()
     }
 }
 

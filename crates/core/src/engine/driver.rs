@@ -519,7 +519,7 @@ impl<'a> Driver<'a> {
 }
 
 /// What run `key` of `record` must do.
-pub(super) fn run_spec(settings: &Settings, record: &JobRecord, key: RunKey) -> RunSpec {
+pub fn run_spec(settings: &Settings, record: &JobRecord, key: RunKey) -> RunSpec {
     let spec = &record.spec;
     let temp_creds = temp_credentials(settings, record);
     let work = match key.phase {

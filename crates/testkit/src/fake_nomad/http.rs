@@ -627,7 +627,7 @@ fn register(inner: &Inner, path_id: Option<&str>, query: &Query, body: &Bytes) -
         if enforce {
             check_enforce_index(existing.as_ref(), expected_index)?;
         }
-        *txn.state.registrations.entry(id.clone()).or_default() += 1;
+        txn.state.registrations.entry(id.clone()).or_default().push(now_nanos());
         let index = txn.index;
         let changed = existing.as_ref().is_none_or(|old| spec_of(old) != spec_of(&job));
         let job = if changed {

@@ -153,6 +153,11 @@ impl FakeNomad {
         let app = http::router(inner.clone());
         let shutdown = inner.shutdown.clone();
         tokio::spawn(async move {
+            // Like Nomad (Go sets TCP_NODELAY on every connection): without it, the last small
+            // write of a response waits for the peer's delayed ACK, ~40 ms.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await });
             if let Err(error) = serve.await {
                 tracing::warn!(%error, "fake nomad: the HTTP server stopped");
@@ -178,7 +183,12 @@ impl FakeNomad {
     /// How many times a job ID was registered (accepted `POST /v1/jobs` or `/v1/job/:id`),
     /// including registrations of an unchanged job.
     pub fn registrations(&self, job_id: &str) -> usize {
-        self.inner.store.read(|state| state.registrations.get(job_id).copied().unwrap_or(0))
+        self.registration_times(job_id).len()
+    }
+
+    /// When a job ID was registered (Unix nanoseconds), each time it was.
+    pub fn registration_times(&self, job_id: &str) -> Vec<i64> {
+        self.inner.store.read(|state| state.registrations.get(job_id).cloned().unwrap_or_default())
     }
 
     /// Wait until at least `count` blocking queries are parked waiting for a change: lets a

@@ -102,8 +102,8 @@ pub(crate) struct State {
     pub jobs: BTreeMap<JobKey, JobRecord>,
     pub allocs: BTreeMap<String, Alloc>,
     pub evals: BTreeMap<String, Eval>,
-    /// How many times each job ID was registered (a test hook).
-    pub registrations: BTreeMap<String, usize>,
+    /// When each job ID was registered, in Unix nanoseconds (a test and benchmark hook).
+    pub registrations: BTreeMap<String, Vec<i64>>,
     /// Blocked evaluations that capacity freed since the scheduler last looked.
     pub unblocked: BTreeSet<String>,
     pub events: VecDeque<EventBatch>,
