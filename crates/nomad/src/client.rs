@@ -13,7 +13,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::StreamExt as _;
+use futures::stream::BoxStream;
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
@@ -308,12 +310,49 @@ impl NomadClient {
         follow: bool,
         offset: i64,
     ) -> Result<LogStream, NomadError> {
+        let response = self.open_logs(alloc, task, stream, follow, offset, false).await?;
+        let address = self.shown_address.clone();
+        let unreachable = move |message| NomadError::Unreachable { address: address.clone(), message };
+        Ok(LogStream::new(response.bytes_stream().boxed(), self.config.timeout, unreachable))
+    }
+
+    /// The same log in plain mode (`plain=true`): the raw bytes, without frames. Plain mode sends
+    /// no heartbeats, so a quiet followed stream is not timed out here.
+    pub async fn logs_plain(
+        &self,
+        alloc: &str,
+        task: &str,
+        stream: LogType,
+        follow: bool,
+        offset: i64,
+    ) -> Result<BoxStream<'static, Result<Bytes, NomadError>>, NomadError> {
+        let response = self.open_logs(alloc, task, stream, follow, offset, true).await?;
+        let address = self.shown_address.clone();
+        Ok(response
+            .bytes_stream()
+            .map(move |chunk| {
+                chunk.map_err(|error| NomadError::Unreachable { address: address.clone(), message: error.to_string() })
+            })
+            .boxed())
+    }
+
+    async fn open_logs(
+        &self,
+        alloc: &str,
+        task: &str,
+        stream: LogType,
+        follow: bool,
+        offset: i64,
+        plain: bool,
+    ) -> Result<reqwest::Response, NomadError> {
+        let flag = |on: bool| if on { "true" } else { "false" };
         let builder = self.request(Method::GET, &["client", "fs", "logs", alloc])?.query(&[
             ("task", task),
             ("type", stream.as_str()),
-            ("follow", if follow { "true" } else { "false" }),
+            ("follow", flag(follow)),
             ("offset", &offset.to_string()),
             ("origin", "start"),
+            ("plain", flag(plain)),
         ]);
         // The headers come under the request timeout; the body, as long as the task, under an
         // idle limit only.
@@ -331,9 +370,7 @@ impl NomadClient {
             };
             return Err(self.error_answer(status, &body));
         }
-        let address = self.shown_address.clone();
-        let unreachable = move |message| NomadError::Unreachable { address: address.clone(), message };
-        Ok(LogStream::new(response.bytes_stream().boxed(), timeout, unreachable))
+        Ok(response)
     }
 
     /// `GET /v1/status/leader`: the leader's RPC address, "" when the cluster has none.

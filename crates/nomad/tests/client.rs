@@ -384,6 +384,25 @@ async fn logs_decode_a_framed_body_with_heartbeats() {
 }
 
 #[tokio::test]
+async fn plain_logs_are_the_raw_bytes() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/client/fs/logs/a8198d79-cfdb-6593-a999-1e9adabcba2e"))
+        .and(query_param("plain", "true"))
+        .and(query_param("type", "stdout"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(b"line one\nline two\n".to_vec(), "text/plain"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let stream = client(&server)
+        .logs_plain("a8198d79-cfdb-6593-a999-1e9adabcba2e", "build", LogType::Stdout, false, 0)
+        .await
+        .unwrap();
+    let bytes: Vec<u8> = stream.map(|chunk| chunk.unwrap().to_vec()).concat().await;
+    assert_eq!(bytes, b"line one\nline two\n");
+}
+
+#[tokio::test]
 async fn logs_of_a_task_not_started_are_not_found() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
