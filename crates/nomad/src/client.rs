@@ -345,15 +345,17 @@ impl NomadClient {
         offset: i64,
         plain: bool,
     ) -> Result<reqwest::Response, NomadError> {
-        let flag = |on: bool| if on { "true" } else { "false" };
-        let builder = self.request(Method::GET, &["client", "fs", "logs", alloc])?.query(&[
+        let mut builder = self.request(Method::GET, &["client", "fs", "logs", alloc])?.query(&[
             ("task", task),
             ("type", stream.as_str()),
-            ("follow", flag(follow)),
+            ("follow", if follow { "true" } else { "false" }),
             ("offset", &offset.to_string()),
             ("origin", "start"),
-            ("plain", flag(plain)),
         ]);
+        // Framed is Nomad's default; ask for plain only when wanted.
+        if plain {
+            builder = builder.query(&[("plain", "true")]);
+        }
         // The headers come under the request timeout; the body, as long as the task, under an
         // idle limit only.
         let timeout = self.config.timeout;
