@@ -20,7 +20,7 @@ use crate::config::TestCase;
 use crate::id::RunKey;
 use crate::logs::NewLogLine;
 use crate::mask::Masker;
-use crate::ports::{BuildWork, PublishWork, RunExit, RunSpec, RunWork, TestWork};
+use crate::ports::{BuildWork, PublishWork, RunExit, RunSpec, RunWork, StoreError, TestWork};
 use crate::record::{Failure, FailureReason, JobRecord, KillRequest};
 use crate::secret::{Credentials, SecretPath, SecretValue};
 use crate::status::{JobStatus, Phase};
@@ -435,6 +435,11 @@ impl<'a> Driver<'a> {
                 Ok(()) => {
                     self.changes.send_modify(|n| *n += 1);
                     return Ok(());
+                }
+                Err(StoreError::Conflict(_)) => {
+                    // Another replica took the job over: it drives it from here.
+                    tracing::warn!("the job's record was changed elsewhere; leaving it to its new driver");
+                    return Err(Shutdown);
                 }
                 Err(err) => {
                     tracing::error!(error = %err, retry_in = ?delay, "could not persist job record");

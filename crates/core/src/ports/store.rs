@@ -21,6 +21,9 @@ pub enum StoreError {
     Duplicate(JobId),
     #[error("job {0} does not exist")]
     NotFound(JobId),
+    /// The record changed since this writer last saw it: another replica now drives the job.
+    #[error("job {0} was changed by another writer")]
+    Conflict(JobId),
     #[error("stored record of job {id} is unreadable: {message}")]
     Corrupt { id: String, message: String },
     #[error("store unavailable: {0}")]
@@ -29,9 +32,12 @@ pub enum StoreError {
 
 /// Keeps job records and their logs.
 ///
-/// **Writers:** each record has one writer, the engine's driver for that job, so `update` needs
-/// no compare-and-swap within one service. **Durability:** a call that returns `Ok` has been
-/// persisted; the engine relies on that before every side effect.
+/// **Writers:** each record has one writer, the engine's driver for that job. A store shared by
+/// several replicas checks that the record did not change since this writer last wrote or read
+/// it, and answers [`StoreError::Conflict`] otherwise: the job is driven elsewhere now.
+/// **Durability:** a call that returns `Ok` has been persisted (at least against a crash of
+/// the service); the engine relies on that before every side effect. A dropped call may still
+/// complete. Appending lines to a job that does not exist is [`StoreError::NotFound`].
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn insert(&self, record: &JobRecord) -> Result<(), StoreError>;

@@ -1,0 +1,406 @@
+//! [`ConsulStore`]: the `Store` port on Consul KV, for several replicas sharing one state.
+//!
+//! ```text
+//! <prefix>/jobs/<id>            a live job's record (JSON), written with check-and-set
+//! <prefix>/history/<id>         a finished, cleaned-up job's record; kept to a count and an age
+//! <prefix>/logs/<id>/<chunk>    the job's log lines, in chunks well under Consul's value limit
+//! ```
+//!
+//! Each replica remembers the ModifyIndex it last wrote or read per record; an update that finds
+//! another index fails with `Conflict` (another replica drives the job now). Logs are appended
+//! by the job's one driver: the current chunk is rewritten as lines arrive, and a new chunk is
+//! started when it is full. Past the per-job cap, one marker line says the rest was not stored.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use jobforge_core::logs::{LogLine, LogQuery, NewLogLine};
+use jobforge_core::ports::{HistoryPage, Store, StoreError};
+use jobforge_core::record::JobRecord;
+use jobforge_core::{JobId, Phase, RunId, Stream, Timestamp};
+
+use crate::client::{ConsulClient, ConsulError};
+
+/// Largest chunk of log lines in one key; Consul's default value limit is 512 KiB.
+const CHUNK_BYTES: usize = 32 * 1024;
+
+/// Settings of the Consul store.
+#[derive(Clone, Debug)]
+pub struct ConsulStoreConfig {
+    /// KV prefix, `jobforge-service` by default.
+    pub prefix: String,
+    /// Finished jobs kept in history, at most.
+    pub history_count: usize,
+    /// Finished jobs older than this leave the history.
+    pub history_age: std::time::Duration,
+    /// Bytes of log text stored per job; the live stream is not limited.
+    pub log_cap_bytes: usize,
+}
+
+impl Default for ConsulStoreConfig {
+    fn default() -> Self {
+        ConsulStoreConfig {
+            prefix: "jobforge-service".into(),
+            history_count: 50,
+            history_age: std::time::Duration::from_secs(30 * 24 * 3600),
+            log_cap_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// Job records and logs in Consul KV.
+#[derive(Clone)]
+pub struct ConsulStore {
+    client: ConsulClient,
+    config: Arc<ConsulStoreConfig>,
+    /// ModifyIndex of each record as this replica last wrote or read it.
+    versions: Arc<std::sync::Mutex<HashMap<JobId, u64>>>,
+    /// Per job: where its log stands (loaded from Consul on first use).
+    logs: Arc<Mutex<HashMap<JobId, Arc<Mutex<LogState>>>>>,
+}
+
+/// One stored line: the line as readers see it, plus its origin for idempotent appends.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct StoredLine {
+    #[serde(flatten)]
+    line: LogLine,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    origin: Option<(RunId, u64)>,
+}
+
+#[derive(Default)]
+struct LogState {
+    /// Number of the chunk being filled.
+    chunk: u64,
+    lines: Vec<StoredLine>,
+    bytes: usize,
+    last_seq: u64,
+    stored_bytes: usize,
+    truncated: bool,
+    origins: HashSet<(RunId, u64)>,
+    last_line: HashMap<RunId, u64>,
+}
+
+impl ConsulStore {
+    pub fn new(client: ConsulClient, config: ConsulStoreConfig) -> Self {
+        ConsulStore { client, config: Arc::new(config), versions: Arc::default(), logs: Arc::default() }
+    }
+
+    fn job_key(&self, id: JobId) -> String {
+        format!("{}/jobs/{id}", self.config.prefix)
+    }
+
+    fn history_key(&self, id: JobId) -> String {
+        format!("{}/history/{id}", self.config.prefix)
+    }
+
+    fn logs_prefix(&self, id: JobId) -> String {
+        format!("{}/logs/{id}/", self.config.prefix)
+    }
+
+    fn chunk_key(&self, id: JobId, chunk: u64) -> String {
+        format!("{}{chunk:08}", self.logs_prefix(id))
+    }
+
+    fn remember(&self, id: JobId, index: u64) {
+        self.versions.lock().unwrap_or_else(|e| e.into_inner()).insert(id, index);
+    }
+
+    fn version(&self, id: JobId) -> Option<u64> {
+        self.versions.lock().unwrap_or_else(|e| e.into_inner()).get(&id).copied()
+    }
+
+    /// Read a record from `key`, remembering its index.
+    async fn read_record(&self, key: &str, id: JobId) -> Result<Option<JobRecord>, StoreError> {
+        let (entry, _) = self.client.get(key, None).await.map_err(unavailable)?;
+        let Some(entry) = entry else { return Ok(None) };
+        let record = decode_record(&entry.key, &entry.value)?;
+        self.remember(id, entry.modify_index);
+        Ok(Some(record))
+    }
+
+    /// Write `record` at its live key with check-and-set, and learn the new index.
+    async fn write_live(&self, record: &JobRecord, cas: u64) -> Result<(), StoreError> {
+        let key = self.job_key(record.id);
+        if !self.client.put(&key, &encode_record(record)?, Some(cas)).await.map_err(unavailable)? {
+            return Err(if cas == 0 { StoreError::Duplicate(record.id) } else { StoreError::Conflict(record.id) });
+        }
+        let (entry, _) = self.client.get(&key, None).await.map_err(unavailable)?;
+        self.remember(record.id, entry.map_or(0, |e| e.modify_index));
+        Ok(())
+    }
+
+    /// Move a finished, cleaned-up job to the history, then prune the history.
+    async fn retire(&self, record: &JobRecord, cas: u64) -> Result<(), StoreError> {
+        self.client.put(&self.history_key(record.id), &encode_record(record)?, None).await.map_err(unavailable)?;
+        if !self.client.delete(&self.job_key(record.id), Some(cas)).await.map_err(unavailable)? {
+            return Err(StoreError::Conflict(record.id));
+        }
+        self.versions.lock().unwrap_or_else(|e| e.into_inner()).remove(&record.id);
+        self.logs.lock().await.remove(&record.id);
+        self.prune_history().await
+    }
+
+    /// Keep the history to its count and age; the oldest go first (job ids sort by time).
+    async fn prune_history(&self) -> Result<(), StoreError> {
+        let prefix = format!("{}/history/", self.config.prefix);
+        let mut ids: Vec<JobId> = self
+            .client
+            .keys(&prefix, None)
+            .await
+            .map_err(unavailable)?
+            .iter()
+            .filter_map(|key| key.strip_prefix(&prefix)?.parse().ok())
+            .collect();
+        ids.sort();
+        let too_many = ids.len().saturating_sub(self.config.history_count);
+        let cutoff = Timestamp::now().unix_millis() - self.config.history_age.as_millis() as i64;
+        for (position, id) in ids.iter().enumerate() {
+            let too_old = id.as_uuid().get_timestamp().is_some_and(|ts| {
+                let (secs, nanos) = ts.to_unix();
+                (secs as i64) * 1000 + i64::from(nanos / 1_000_000) < cutoff
+            });
+            if position < too_many || too_old {
+                self.client.delete(&self.history_key(*id), None).await.map_err(unavailable)?;
+                self.client.delete_tree(&self.logs_prefix(*id)).await.map_err(unavailable)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The log state of a job, loaded from Consul the first time.
+    async fn log_state(&self, job: JobId) -> Result<Arc<Mutex<LogState>>, StoreError> {
+        if let Some(state) = self.logs.lock().await.get(&job) {
+            return Ok(state.clone());
+        }
+        let mut state = LogState::default();
+        let chunks = self.read_chunks(job).await?;
+        for (number, lines) in chunks {
+            state.chunk = number;
+            state.bytes = 0;
+            state.lines.clear();
+            for line in lines {
+                state.note(&line);
+                state.bytes += line_bytes(&line);
+                state.lines.push(line);
+            }
+        }
+        let state = Arc::new(Mutex::new(state));
+        Ok(self.logs.lock().await.entry(job).or_insert(state).clone())
+    }
+
+    /// Every chunk of a job's log, in order.
+    async fn read_chunks(&self, job: JobId) -> Result<Vec<(u64, Vec<StoredLine>)>, StoreError> {
+        let prefix = self.logs_prefix(job);
+        let (entries, _) = self.client.list(&prefix, None).await.map_err(unavailable)?;
+        let mut chunks = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let Some(number) = entry.key.strip_prefix(&prefix).and_then(|n| n.parse::<u64>().ok()) else { continue };
+            let lines: Vec<StoredLine> = serde_json::from_slice(&entry.value)
+                .map_err(|e| StoreError::Corrupt { id: entry.key.clone(), message: e.to_string() })?;
+            chunks.push((number, lines));
+        }
+        chunks.sort_by_key(|(number, _)| *number);
+        Ok(chunks)
+    }
+
+    async fn all_lines(&self, job: JobId) -> Result<Vec<LogLine>, StoreError> {
+        Ok(self.read_chunks(job).await?.into_iter().flat_map(|(_, lines)| lines).map(|s| s.line).collect())
+    }
+
+    async fn exists(&self, job: JobId) -> Result<bool, StoreError> {
+        for key in [self.job_key(job), self.history_key(job)] {
+            if self.client.get(&key, None).await.map_err(unavailable)?.0.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+impl LogState {
+    fn note(&mut self, line: &StoredLine) {
+        self.last_seq = self.last_seq.max(line.line.seq);
+        self.stored_bytes += line.line.text.len();
+        if let Some(origin) = &line.origin {
+            let last = self.last_line.entry(origin.0.clone()).or_default();
+            *last = (*last).max(origin.1);
+            self.origins.insert(origin.clone());
+        }
+        if line.line.stream == Stream::System && line.line.text.starts_with(TRUNCATED) {
+            self.truncated = true;
+        }
+    }
+}
+
+/// The text of the line that marks where a job's stored log was cut.
+const TRUNCATED: &str = "log truncated:";
+
+fn line_bytes(line: &StoredLine) -> usize {
+    line.line.text.len() + 96
+}
+
+fn unavailable(error: ConsulError) -> StoreError {
+    StoreError::Unavailable(error.to_string())
+}
+
+fn encode_record(record: &JobRecord) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(record).map_err(|e| StoreError::Unavailable(format!("cannot encode a job record: {e}")))
+}
+
+fn decode_record(key: &str, value: &[u8]) -> Result<JobRecord, StoreError> {
+    serde_json::from_slice(value).map_err(|e| StoreError::Corrupt { id: key.to_owned(), message: e.to_string() })
+}
+
+#[async_trait]
+impl Store for ConsulStore {
+    async fn insert(&self, record: &JobRecord) -> Result<(), StoreError> {
+        self.write_live(record, 0).await
+    }
+
+    async fn update(&self, record: &JobRecord) -> Result<(), StoreError> {
+        let cas = match self.version(record.id) {
+            Some(index) => index,
+            // Not seen by this replica yet (a restart): read it to learn its index.
+            None => match self.read_record(&self.job_key(record.id), record.id).await? {
+                Some(_) => self.version(record.id).unwrap_or(0),
+                None => return Err(StoreError::NotFound(record.id)),
+            },
+        };
+        if record.status.is_terminal() && record.cleaned_up {
+            return self.retire(record, cas).await;
+        }
+        self.write_live(record, cas).await
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
+        if let Some(record) = self.read_record(&self.job_key(id), id).await? {
+            return Ok(Some(record));
+        }
+        let (entry, _) = self.client.get(&self.history_key(id), None).await.map_err(unavailable)?;
+        entry.map(|e| decode_record(&e.key, &e.value)).transpose()
+    }
+
+    async fn list(&self, limit: usize, offset: usize) -> Result<HistoryPage, StoreError> {
+        let mut records = Vec::new();
+        for part in ["jobs", "history"] {
+            let (entries, _) =
+                self.client.list(&format!("{}/{part}/", self.config.prefix), None).await.map_err(unavailable)?;
+            for entry in entries {
+                records.push(decode_record(&entry.key, &entry.value)?);
+            }
+        }
+        records.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        // A job moving to the history is briefly under both prefixes.
+        records.dedup_by_key(|record| record.id);
+        let total = records.len() as u64;
+        Ok(HistoryPage { jobs: records.into_iter().skip(offset).take(limit).collect(), total })
+    }
+
+    async fn live(&self) -> Result<Vec<JobRecord>, StoreError> {
+        let (entries, _) =
+            self.client.list(&format!("{}/jobs/", self.config.prefix), None).await.map_err(unavailable)?;
+        let mut live = Vec::new();
+        for entry in entries {
+            let record = decode_record(&entry.key, &entry.value)?;
+            if record.is_live() {
+                self.remember(record.id, entry.modify_index);
+                live.push(record);
+            }
+        }
+        Ok(live)
+    }
+
+    async fn append_logs(&self, job: JobId, lines: &[NewLogLine]) -> Result<u64, StoreError> {
+        let state = self.log_state(job).await?;
+        let mut state = state.lock().await;
+        if state.last_seq == 0 && !self.exists(job).await? {
+            return Err(StoreError::NotFound(job));
+        }
+        let mut full_chunks: Vec<(u64, Vec<StoredLine>)> = Vec::new();
+        let mut changed = false;
+        for new in lines {
+            if let Some(origin) = &new.origin {
+                if state.origins.contains(origin) {
+                    continue;
+                }
+            }
+            if state.truncated {
+                continue;
+            }
+            let (text, stream) = if state.stored_bytes + new.text.len() > self.config.log_cap_bytes {
+                (
+                    format!(
+                        "{TRUNCATED} this job's stored log reached {} bytes; the rest was not stored",
+                        self.config.log_cap_bytes
+                    ),
+                    Stream::System,
+                )
+            } else {
+                (new.text.clone(), new.stream)
+            };
+            let line = StoredLine {
+                line: LogLine { seq: state.last_seq + 1, ts: new.ts, phase: new.phase, test: new.test, stream, text },
+                origin: new.origin.clone(),
+            };
+            if state.bytes + line_bytes(&line) > CHUNK_BYTES && !state.lines.is_empty() {
+                let done = std::mem::take(&mut state.lines);
+                full_chunks.push((state.chunk, done));
+                state.chunk += 1;
+                state.bytes = 0;
+            }
+            state.note(&line);
+            state.bytes += line_bytes(&line);
+            state.lines.push(line);
+            changed = true;
+        }
+        for (number, chunk) in &full_chunks {
+            let value = serde_json::to_vec(chunk).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            self.client.put(&self.chunk_key(job, *number), &value, None).await.map_err(unavailable)?;
+        }
+        if changed {
+            let value = serde_json::to_vec(&state.lines).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            self.client.put(&self.chunk_key(job, state.chunk), &value, None).await.map_err(unavailable)?;
+        }
+        Ok(state.last_seq)
+    }
+
+    async fn last_line(&self, job: JobId, run: &RunId) -> Result<u64, StoreError> {
+        let state = self.log_state(job).await?;
+        let state = state.lock().await;
+        Ok(state.last_line.get(run).copied().unwrap_or(0))
+    }
+
+    async fn logs(&self, job: JobId, query: &LogQuery) -> Result<Vec<LogLine>, StoreError> {
+        let lines = self.all_lines(job).await?;
+        Ok(lines
+            .into_iter()
+            .filter(|l| l.seq > query.after)
+            .filter(|l| query.phase.is_none_or(|p| l.phase == p))
+            .filter(|l| query.test.is_none_or(|t| l.test == Some(t)))
+            .take(query.limit)
+            .collect())
+    }
+
+    async fn tail(&self, job: JobId, phase: Phase, test: Option<u32>, n: usize) -> Result<Vec<LogLine>, StoreError> {
+        let lines: Vec<LogLine> = self
+            .all_lines(job)
+            .await?
+            .into_iter()
+            .filter(|l| l.phase == phase && (test.is_none() || l.test == test))
+            .collect();
+        Ok(lines[lines.len().saturating_sub(n)..].to_vec())
+    }
+
+    async fn check(&self) -> Result<(), StoreError> {
+        match self.client.leader().await {
+            Ok(leader) if !leader.is_empty() => Ok(()),
+            Ok(_) => Err(StoreError::Unavailable("Consul has no cluster leader".into())),
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+}
