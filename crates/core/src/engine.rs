@@ -23,7 +23,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::JobSpec;
+use crate::config::{JobSpec, ResourceLimits, Resources};
 use crate::duration::Duration;
 use crate::id::JobId;
 use crate::image::{ImageRef, RegistryHost, Repository, Tag};
@@ -63,6 +63,10 @@ pub struct Settings {
     pub max_active_jobs: usize,
     /// Lines of log kept in a failure's `log_tail`.
     pub log_tail_lines: usize,
+    /// Resources of a phase when the job does not say (none: the backend's own defaults).
+    pub resources: ResourceLimits,
+    /// Temp images are `<registry>/<temp_prefix>/<job id>:latest`.
+    pub temp_prefix: Repository,
 }
 
 impl Default for Settings {
@@ -76,11 +80,37 @@ impl Default for Settings {
             temp_registry_credentials: None,
             max_active_jobs: 4,
             log_tail_lines: 30,
+            resources: ResourceLimits::default(),
+            temp_prefix: Repository::temp_prefix(),
         }
     }
 }
 
 impl Settings {
+    /// Write the server's defaults into the job where it has no value of its own, so the job
+    /// keeps them whatever later changes to the settings.
+    pub fn resolve(&self, spec: &mut JobSpec) {
+        spec.build_timeout.get_or_insert(self.build_timeout);
+        spec.test_timeout.get_or_insert(self.test_timeout);
+        let defaults = &self.resources;
+        let job = spec.resource_limits;
+        let merged = |phase: Option<Resources>, default: Option<Resources>| -> Option<Resources> {
+            let (phase, default) = (phase.unwrap_or_default(), default.unwrap_or_default());
+            let resolved = Resources {
+                cpu: phase.cpu.or(job.cpu).or(default.cpu).or(defaults.cpu),
+                memory: phase.memory.or(job.memory).or(default.memory).or(defaults.memory),
+                disk: phase.disk.or(job.disk).or(default.disk).or(defaults.disk),
+            };
+            (resolved != Resources::default()).then_some(resolved)
+        };
+        spec.resource_limits = ResourceLimits {
+            build: merged(job.build, defaults.build),
+            test: merged(job.test, defaults.test),
+            publish: merged(job.publish, defaults.publish),
+            ..job
+        };
+    }
+
     /// The timeout of `phase` for `spec`: the job's own, else the server's.
     pub fn timeout(&self, spec: &JobSpec, phase: Phase) -> Duration {
         match phase {
@@ -118,10 +148,10 @@ pub enum KillError {
     Store(#[from] StoreError),
 }
 
-/// `<temp registry>/temp/<id>:latest`.
+/// `<temp registry>/<temp prefix>/<id>:latest`.
 fn temp_image(settings: &Settings, spec: &JobSpec, id: JobId) -> ImageRef {
     let registry = settings.temp_registry.clone().unwrap_or_else(|| spec.registry_url.host.clone());
-    ImageRef::tagged(registry, Repository::temp(id), Tag::latest())
+    ImageRef::tagged(registry, Repository::temp_under(&settings.temp_prefix, id), Tag::latest())
 }
 
 /// Every run a job would make, without running anything (for `jobforge render`). The build's
@@ -164,7 +194,8 @@ struct DriverHandle {
 
 struct Inner {
     ports: Ports,
-    settings: Settings,
+    /// The current settings; each job takes the ones current at its start.
+    settings: watch::Sender<Settings>,
     drivers: Mutex<HashMap<JobId, DriverHandle>>,
     slots: Arc<Semaphore>,
     tracker: TaskTracker,
@@ -185,7 +216,7 @@ impl Engine {
         Engine {
             inner: Arc::new(Inner {
                 ports,
-                settings,
+                settings: watch::Sender::new(settings),
                 drivers: Mutex::new(HashMap::new()),
                 slots,
                 tracker: TaskTracker::new(),
@@ -194,8 +225,15 @@ impl Engine {
         }
     }
 
-    pub fn settings(&self) -> &Settings {
-        &self.inner.settings
+    /// The settings new jobs get now.
+    pub fn settings(&self) -> Settings {
+        self.inner.settings.borrow().clone()
+    }
+
+    /// Change the settings of jobs submitted from now on (running jobs keep theirs; the number
+    /// of active jobs is fixed at start).
+    pub fn set_settings(&self, settings: Settings) {
+        self.inner.settings.send_replace(settings);
     }
 
     pub fn ports(&self) -> &Ports {
@@ -255,11 +293,13 @@ impl Engine {
             return Err(SubmitError::Unsupported(unsupported));
         }
         self.check_secrets_exist(&spec).await?;
+        let settings = self.settings();
+        settings.resolve(&mut spec);
         let id = JobId::new();
         if spec.image_tags.is_empty() {
             spec.image_tags.push(Tag::from(id));
         }
-        let temp_image = self.temp_image(&spec, id);
+        let temp_image = temp_image(&settings, &spec, id);
         let record = JobRecord::new(id, spec, temp_image, Timestamp::now());
         ports.store.insert(&record).await?;
         tracing::info!(job_id = %id, image = %record.spec.image_name, "job submitted");
@@ -285,10 +325,6 @@ impl Engine {
             }
         }
         if problems.is_empty() { Ok(()) } else { Err(SubmitError::MissingSecrets(problems)) }
-    }
-
-    fn temp_image(&self, spec: &JobSpec, id: JobId) -> ImageRef {
-        temp_image(&self.inner.settings, spec, id)
     }
 
     pub async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
@@ -356,7 +392,7 @@ impl Engine {
             self.wait_for_driver(id).await;
             return Ok(vec!["job stopped; its temp image and runs were removed".into()]);
         }
-        Ok(driver::remove_leftovers(&self.inner.ports, &self.inner.settings, &record).await)
+        Ok(driver::remove_leftovers(&self.inner.ports, &self.settings(), &record).await)
     }
 
     async fn wait_for_driver(&self, id: JobId) {
@@ -384,10 +420,49 @@ impl Engine {
         }
         let inner = self.inner.clone();
         self.inner.tracker.spawn(async move {
-            let driver = driver::Driver::new(&inner.ports, &inner.settings, inner.slots.clone(), changes, inbox);
+            let settings = inner.settings.borrow().clone();
+            let driver = driver::Driver::new(&inner.ports, settings, inner.slots.clone(), changes, inbox);
             driver.run(record, inner.shutdown.clone()).await;
             let mut drivers = inner.drivers.lock().unwrap_or_else(|e| e.into_inner());
             drivers.remove(&id);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: serde_json::Value) -> JobSpec {
+        let mut base =
+            serde_json::json!({"repo_url": "https://e.com/r.git", "image_name": "a", "registry_url": "r:5000"});
+        for (k, v) in json.as_object().unwrap() {
+            base[k] = v.clone();
+        }
+        crate::validate::job_spec(&base).unwrap()
+    }
+
+    #[test]
+    fn resolving_fills_only_what_the_job_left_open() {
+        let settings = Settings {
+            build_timeout: Duration::from_mins(40),
+            resources: ResourceLimits {
+                memory: Some(4096),
+                test: Some(Resources { cpu: Some(700), ..Resources::default() }),
+                ..ResourceLimits::default()
+            },
+            ..Settings::default()
+        };
+        let mut job = spec(serde_json::json!({"test_timeout": "2m", "resource_limits": {"test": {"memory": 512}}}));
+        settings.resolve(&mut job);
+        assert_eq!(job.build_timeout, Some(Duration::from_mins(40)), "the server's default is written in");
+        assert_eq!(job.test_timeout, Some(Duration::from_mins(2)), "the job's own value stays");
+        let test = job.resources(Phase::Test);
+        assert_eq!((test.cpu, test.memory), (Some(700), Some(512)), "job's test memory, server's test cpu");
+        assert_eq!(job.resources(Phase::Build).memory, Some(4096), "the server's global default");
+
+        let mut untouched = spec(serde_json::json!({}));
+        Settings::default().resolve(&mut untouched);
+        assert_eq!(untouched.resources(Phase::Build), Resources::default(), "no defaults, no limits");
     }
 }

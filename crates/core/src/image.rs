@@ -92,9 +92,20 @@ impl From<crate::id::JobId> for Tag {
 }
 
 impl Repository {
-    /// `temp/<job id>`, the repository of a job's temp image.
+    /// `temp/<job id>`, the repository of a job's temp image (the seed's name).
     pub fn temp(job: crate::id::JobId) -> Repository {
         Repository(format!("temp/{job}"))
+    }
+
+    /// `temp`, the seed's prefix of temp images.
+    pub fn temp_prefix() -> Repository {
+        Repository("temp".to_owned())
+    }
+
+    /// `<prefix>/<job id>`: a job's temp image under a configured prefix (itself a valid
+    /// repository, so the result is one too).
+    pub fn temp_under(prefix: &Repository, job: crate::id::JobId) -> Repository {
+        Repository(format!("{prefix}/{job}"))
     }
 }
 

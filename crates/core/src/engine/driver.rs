@@ -38,7 +38,8 @@ enum StopCause {
 
 pub(super) struct Driver<'a> {
     ports: &'a Ports,
-    settings: &'a Settings,
+    /// The settings current when the driver started.
+    settings: Settings,
     slots: Arc<Semaphore>,
     permit: Option<OwnedSemaphorePermit>,
     changes: watch::Sender<u64>,
@@ -49,7 +50,7 @@ pub(super) struct Driver<'a> {
 impl<'a> Driver<'a> {
     pub(super) fn new(
         ports: &'a Ports,
-        settings: &'a Settings,
+        settings: Settings,
         slots: Arc<Semaphore>,
         changes: watch::Sender<u64>,
         inbox: mpsc::Receiver<Command>,
@@ -355,7 +356,7 @@ impl<'a> Driver<'a> {
     /// After a build: the digest the registry holds for the temp image is the one tested and
     /// published.
     async fn record_digest(&self, record: &mut JobRecord) -> Result<(), Failure> {
-        let creds = self.credentials(&temp_credentials(self.settings, record)).await;
+        let creds = self.credentials(&temp_credentials(&self.settings, record)).await;
         match self.ports.registry.digest(&record.temp_image, creds.as_ref()).await {
             Ok(Some(digest)) => {
                 tracing::info!(%digest, "built");
@@ -420,7 +421,7 @@ impl<'a> Driver<'a> {
     /// Remove what the finished job left behind, then mark it cleaned up.
     async fn finish(&mut self, record: &mut JobRecord, shutdown: &CancellationToken) -> Result<(), Shutdown> {
         self.permit = None;
-        let removed = remove_leftovers(self.ports, self.settings, record).await;
+        let removed = remove_leftovers(self.ports, &self.settings, record).await;
         tracing::info!(status = %record.status, ?removed, "job finished");
         record.cleaned_up = true;
         self.persist(record, shutdown).await
@@ -484,7 +485,7 @@ impl<'a> Driver<'a> {
         let mut paths: Vec<SecretPath> = Vec::new();
         paths.extend(record.spec.git_credentials_path.clone());
         paths.extend(record.spec.registry_credentials_path.clone());
-        paths.extend(temp_credentials(self.settings, record));
+        paths.extend(temp_credentials(&self.settings, record));
         paths.extend(record.spec.test.vault_secrets.iter().map(|s| s.path.clone()));
         for path in paths {
             match self.ports.secrets.read(&path).await {
@@ -519,7 +520,7 @@ impl<'a> Driver<'a> {
     }
 
     fn run_spec(&self, record: &JobRecord, key: RunKey) -> RunSpec {
-        run_spec(self.settings, record, key)
+        run_spec(&self.settings, record, key)
     }
 }
 
