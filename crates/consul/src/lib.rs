@@ -5,6 +5,7 @@
 //! writes answer a bare `true`/`false`, errors are plain text, indexes come in `X-Consul-Index`.
 
 pub mod client;
+pub mod config;
 pub mod store;
 
 pub use client::{Blocking, ConsulClient, ConsulConfig, ConsulError, KvEntry, QueryMeta, SessionInfo, SessionRequest};
