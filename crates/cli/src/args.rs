@@ -204,6 +204,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub nomad: NomadArgs,
 
+    #[command(flatten)]
+    pub vault: VaultArgs,
+
     /// Log format on stderr: `text` or `json`.
     #[arg(long, env = "JOBFORGE_LOG_FORMAT", default_value = "text", help_heading = "Service")]
     pub log_format: String,
@@ -258,6 +261,46 @@ pub struct NomadArgs {
     /// How long a phase may wait for Nomad to place it before the job fails. [default: 5m]
     #[arg(long, env = "JOBFORGE_PLACEMENT_TIMEOUT", help_heading = "Nomad backend")]
     pub placement_timeout: Option<Duration>,
+}
+
+/// Where job secrets are read, and how to reach Vault (`--secrets vault`).
+#[derive(Debug, Args)]
+pub struct VaultArgs {
+    /// Where secrets named by jobs are read: `file` (the embedded store, `jobforge secret put`)
+    /// or `vault` (Vault or OpenBao KV v2 at --vault-kv-mount). [default: file]
+    #[arg(long, env = "JOBFORGE_SECRETS", help_heading = "Secrets")]
+    pub secrets: Option<String>,
+    /// Vault's HTTP address, e.g. https://vault:8200.
+    #[arg(long, env = "VAULT_ADDR", help_heading = "Secrets")]
+    pub vault_addr: Option<String>,
+    /// Vault token (sent as X-Vault-Token). Not needed with AppRole.
+    #[arg(long, env = "VAULT_TOKEN", hide_env_values = true, help_heading = "Secrets")]
+    pub vault_token: Option<String>,
+    /// AppRole role ID: with --vault-secret-id, log in with AppRole instead of a token.
+    #[arg(long, env = "VAULT_ROLE_ID", help_heading = "Secrets")]
+    pub vault_role_id: Option<String>,
+    /// AppRole secret ID.
+    #[arg(long, env = "VAULT_SECRET_ID", hide_env_values = true, help_heading = "Secrets")]
+    pub vault_secret_id: Option<String>,
+    /// Vault namespace (sent as X-Vault-Namespace).
+    #[arg(long, env = "VAULT_NAMESPACE", help_heading = "Secrets")]
+    pub vault_namespace: Option<String>,
+    /// PEM file of the CA of Vault's TLS certificate.
+    #[arg(long, env = "VAULT_CACERT", help_heading = "Secrets")]
+    pub vault_ca_file: Option<PathBuf>,
+}
+
+impl VaultArgs {
+    pub fn settings(&self) -> jobforge_server::config::VaultSettings {
+        jobforge_server::config::VaultSettings {
+            address: self.vault_addr.clone(),
+            token: self.vault_token.clone(),
+            role_id: self.vault_role_id.clone(),
+            secret_id: self.vault_secret_id.clone(),
+            namespace: self.vault_namespace.clone(),
+            ca_file: self.vault_ca_file.clone(),
+        }
+    }
 }
 
 impl NomadArgs {

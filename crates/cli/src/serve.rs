@@ -5,7 +5,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use jobforge_server::ServiceConfig;
-use jobforge_server::config::{BackendKind, ConfigFile};
+use jobforge_server::config::{BackendKind, ConfigFile, SecretsKind};
 
 use crate::args::ServeArgs;
 use crate::exit::{Exit, UsageError};
@@ -89,6 +89,13 @@ fn settings(args: ServeArgs) -> anyhow::Result<ServiceConfig> {
     config.extra_ca_file = args.extra_ca_file.or(file.extra_ca_file);
     config.nomad = file.nomad;
     config.nomad.merge(args.nomad.settings());
+    let secrets = match args.vault.secrets.as_deref() {
+        Some(text) => Some(text.parse::<SecretsKind>().map_err(UsageError)?),
+        None => file.secrets,
+    };
+    config.secrets = secrets.unwrap_or(SecretsKind::File);
+    config.vault = file.vault;
+    config.vault.merge(args.vault.settings());
     for (flag, value) in [("--zombie-sweep", config.zombie_sweep), ("--kill-grace", config.kill_grace)] {
         if value.as_secs() == 0 {
             return Err(UsageError(format!("{flag} must be at least 1s")).into());
@@ -106,8 +113,10 @@ fn settings(args: ServeArgs) -> anyhow::Result<ServiceConfig> {
 }
 
 fn init_logging(format: &str) -> anyhow::Result<()> {
+    // vaultrs and its HTTP layer (rustify) log an ERROR for every non-2xx answer, a routine 404
+    // of a secret-existence check included; jobforge reports each failure itself, with context.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn,vaultrs=off,rustify=off"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         "text" => builder.init(),

@@ -4,6 +4,8 @@
 #[path = "e2e/nomad.rs"]
 mod nomad;
 mod support;
+#[path = "e2e/vault.rs"]
+mod vault;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

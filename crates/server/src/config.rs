@@ -30,6 +30,27 @@ impl std::str::FromStr for BackendKind {
     }
 }
 
+/// Where secrets named by jobs are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretsKind {
+    /// The embedded JSON file in the data directory (`jobforge secret put`).
+    File,
+    /// Vault (or OpenBao) KV v2, at the same mount the Nomad backend's templates read.
+    Vault,
+}
+
+impl std::str::FromStr for SecretsKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "file" => Ok(SecretsKind::File),
+            "vault" => Ok(SecretsKind::Vault),
+            other => Err(format!("unknown secrets store {other:?} (expected file or vault)")),
+        }
+    }
+}
+
 /// Everything the service needs to start.
 #[derive(Clone, Debug)]
 pub struct ServiceConfig {
@@ -52,6 +73,51 @@ pub struct ServiceConfig {
     /// The shim command of the local backend (program and leading arguments).
     pub shim: Vec<std::ffi::OsString>,
     pub nomad: NomadSettings,
+    pub secrets: SecretsKind,
+    /// How to reach Vault (`secrets: vault`); its KV mount is `nomad.vault_kv_mount`.
+    pub vault: VaultSettings,
+}
+
+/// How to reach and log in to Vault. `Debug` shows whether a token or secret ID is set, never
+/// the value.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultSettings {
+    /// `VAULT_ADDR`.
+    pub address: Option<String>,
+    /// `VAULT_TOKEN`.
+    pub token: Option<String>,
+    /// AppRole role ID (`VAULT_ROLE_ID`); with `secret_id`, used instead of a token.
+    pub role_id: Option<String>,
+    /// AppRole secret ID (`VAULT_SECRET_ID`).
+    pub secret_id: Option<String>,
+    /// `VAULT_NAMESPACE`.
+    pub namespace: Option<String>,
+    /// PEM file of the CA that signed Vault's certificate (`VAULT_CACERT`).
+    pub ca_file: Option<PathBuf>,
+}
+
+impl VaultSettings {
+    /// Settings present in `other` replace ours.
+    pub fn merge(&mut self, other: VaultSettings) {
+        macro_rules! take {
+            ($($field:ident),*) => { $( if other.$field.is_some() { self.$field = other.$field; } )* };
+        }
+        take!(address, token, role_id, secret_id, namespace, ca_file);
+    }
+}
+
+impl std::fmt::Debug for VaultSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultSettings")
+            .field("address", &self.address)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("role_id", &self.role_id)
+            .field("secret_id", &self.secret_id.as_ref().map(|_| "<redacted>"))
+            .field("namespace", &self.namespace)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
 }
 
 /// How to reach Nomad and what the rendered jobs look like.
@@ -145,6 +211,8 @@ impl ServiceConfig {
             zombie_sweep: Duration::from_mins(5),
             shim,
             nomad: NomadSettings::default(),
+            secrets: SecretsKind::File,
+            vault: VaultSettings::default(),
         }
     }
 
@@ -192,6 +260,9 @@ pub struct ConfigFile {
     pub zombie_sweep: Option<Duration>,
     #[serde(default)]
     pub nomad: NomadSettings,
+    pub secrets: Option<SecretsKind>,
+    #[serde(default)]
+    pub vault: VaultSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -228,6 +299,11 @@ mod tests {
         std::fs::write(&path, "nomad:\n  datacenters: [dc1, dc2]\n  placement_timeout: 2m\n").unwrap();
         let file = ConfigFile::load(&path).unwrap();
         assert_eq!(file.nomad.datacenters, ["dc1", "dc2"]);
+        std::fs::write(&path, "secrets: vault\nvault:\n  address: https://vault:8200\n  token: s.abc\n").unwrap();
+        let file = ConfigFile::load(&path).unwrap();
+        assert_eq!(file.secrets, Some(SecretsKind::Vault));
+        assert_eq!(file.vault.address.as_deref(), Some("https://vault:8200"));
+        assert!(!format!("{:?}", file.vault).contains("s.abc"), "Debug hides the token");
         std::fs::write(&path, "build_timout: 45m\n").unwrap();
         assert!(ConfigFile::load(&path).unwrap_err().to_string().contains("build_timout"));
     }

@@ -7,7 +7,7 @@ use jobforge_local::{FileSecrets, LocalBackend, LocalConfig};
 use jobforge_registry::{OciRegistry, RegistryConfig};
 use jobforge_sqlite::SqliteStore;
 
-use crate::config::{BackendKind, ServiceConfig};
+use crate::config::{BackendKind, SecretsKind, ServiceConfig};
 use crate::http::ServiceInfo;
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +26,8 @@ pub enum WiringError {
     Registry(#[source] jobforge_core::ports::RegistryError),
     #[error("cannot set up the Nomad client: {0}")]
     Nomad(#[from] jobforge_nomad::NomadError),
+    #[error("cannot set up the Vault secrets store: {0}")]
+    Vault(#[from] jobforge_vault::VaultError),
 }
 
 /// The ports, and how the service describes itself.
@@ -34,11 +36,16 @@ pub struct Wired {
     pub info: ServiceInfo,
 }
 
-pub fn wire(config: &ServiceConfig) -> Result<Wired, WiringError> {
+/// Async because the Vault secrets store logs in (AppRole) before the service starts.
+pub async fn wire(config: &ServiceConfig) -> Result<Wired, WiringError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|source| WiringError::DataDir { path: config.data_dir.clone(), source })?;
     let store = Arc::new(SqliteStore::open(&config.database_path()).map_err(WiringError::Store)?);
-    let secrets = Arc::new(FileSecrets::new(config.secrets_path()));
+    // One secrets port for the engine (existence checks) and the local backend (reads).
+    let secrets: Arc<dyn jobforge_core::ports::Secrets> = match config.secrets {
+        SecretsKind::File => Arc::new(FileSecrets::new(config.secrets_path())),
+        SecretsKind::Vault => Arc::new(jobforge_vault::VaultSecrets::connect(vault_config(config)?).await?),
+    };
     let registry = Arc::new(
         OciRegistry::new(RegistryConfig { insecure: config.insecure_registries.clone(), ..RegistryConfig::default() })
             .map_err(WiringError::Registry)?,
@@ -89,4 +96,24 @@ fn nomad_backend(config: &ServiceConfig) -> Result<jobforge_nomad::NomadBackend,
         ..jobforge_nomad::NomadBackendConfig::default()
     };
     Ok(jobforge_nomad::NomadBackend::new(client, backend))
+}
+
+/// The Vault client's settings: the KV mount is the Nomad templates' (`nomad.vault_kv_mount`), so
+/// a job's secret paths mean the same secrets on either backend.
+fn vault_config(config: &ServiceConfig) -> Result<jobforge_vault::VaultConfig, jobforge_vault::VaultError> {
+    let settings = &config.vault;
+    let address = settings.address.as_deref().ok_or_else(|| jobforge_vault::VaultError::Config {
+        setting: "VAULT_ADDR",
+        message: "--secrets vault needs Vault's address (--vault-addr)".into(),
+    })?;
+    let auth = jobforge_vault::VaultAuth::from_parts(
+        settings.token.clone(),
+        settings.role_id.clone(),
+        settings.secret_id.clone(),
+    )?;
+    let mut vault = jobforge_vault::VaultConfig::new(jobforge_vault::parse_address(address)?, auth);
+    vault.kv_mount = config.nomad.vault_kv_mount.clone().unwrap_or_else(|| jobforge_vault::DEFAULT_KV_MOUNT.to_owned());
+    vault.namespace.clone_from(&settings.namespace);
+    vault.ca_file.clone_from(&settings.ca_file);
+    Ok(vault)
 }

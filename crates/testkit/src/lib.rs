@@ -1,12 +1,15 @@
 //! Test-only support for jobforge: fixtures that start real outside systems on free loopback
 //! ports, and conformance suites that every adapter of a port must pass.
 //!
-//! Nothing here is a stand-in for buildah, podman, git or the registry: fixtures start the real
-//! programs. Nomad cannot be installed here, so [`fake_nomad`] is a faithful fake of it (that
-//! still runs tasks for real, with podman or the host's buildah); a fake Consul will follow.
+//! Nothing here is a stand-in for buildah, podman, git, the registry or Vault: fixtures start the
+//! real programs ([`vault`] runs OpenBao, Vault's open-source fork). Nomad cannot be installed
+//! here, so [`fake_nomad`] is a faithful fake of it (that still runs tasks for real, with podman
+//! or the host's buildah); a fake Consul will follow.
 
+pub mod fake_consul;
 pub mod fake_nomad;
 pub mod git;
 pub mod net;
 pub mod registry;
 pub mod store_conformance;
+pub mod vault;
