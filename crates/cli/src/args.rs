@@ -207,6 +207,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub vault: VaultArgs,
 
+    #[command(flatten)]
+    pub consul: ConsulArgs,
+
     /// Log format on stderr: `text` or `json`.
     #[arg(long, env = "JOBFORGE_LOG_FORMAT", default_value = "text", help_heading = "Service")]
     pub log_format: String,
@@ -261,6 +264,46 @@ pub struct NomadArgs {
     /// How long a phase may wait for Nomad to place it before the job fails. [default: 5m]
     #[arg(long, env = "JOBFORGE_PLACEMENT_TIMEOUT", help_heading = "Nomad backend")]
     pub placement_timeout: Option<Duration>,
+}
+
+/// Where job records live, and how to reach Consul (`--store consul`).
+#[derive(Debug, Args)]
+pub struct ConsulArgs {
+    /// Where job records and logs live: `sqlite` (a file in the data directory, one service) or
+    /// `consul` (Consul KV, which also holds the dynamic configuration). [default: sqlite]
+    #[arg(long, env = "JOBFORGE_STORE", help_heading = "Store")]
+    pub store: Option<String>,
+    /// Consul's HTTP address. [default: http://127.0.0.1:8500]
+    #[arg(long, env = "CONSUL_HTTP_ADDR", help_heading = "Store")]
+    pub consul_addr: Option<String>,
+    /// Consul ACL token (sent as X-Consul-Token).
+    #[arg(long, env = "CONSUL_HTTP_TOKEN", hide_env_values = true, help_heading = "Store")]
+    pub consul_token: Option<String>,
+    /// PEM file of the CA of Consul's TLS certificate.
+    #[arg(long, env = "CONSUL_CACERT", help_heading = "Store")]
+    pub consul_ca_file: Option<PathBuf>,
+    /// KV prefix of jobforge's keys (config/, jobs/, history/, logs/). [default: jobforge-service]
+    #[arg(long, env = "JOBFORGE_CONSUL_PREFIX", help_heading = "Store")]
+    pub consul_prefix: Option<String>,
+    /// Finished jobs kept in the history. [default: 50]
+    #[arg(long, env = "JOBFORGE_HISTORY_COUNT", help_heading = "Store")]
+    pub history_count: Option<usize>,
+    /// Finished jobs older than this leave the history. [default: 720h (30 days)]
+    #[arg(long, env = "JOBFORGE_HISTORY_AGE", help_heading = "Store")]
+    pub history_age: Option<Duration>,
+}
+
+impl ConsulArgs {
+    pub fn settings(&self) -> jobforge_server::config::ConsulSettings {
+        jobforge_server::config::ConsulSettings {
+            address: self.consul_addr.clone(),
+            token: self.consul_token.clone(),
+            ca_file: self.consul_ca_file.clone(),
+            prefix: self.consul_prefix.clone(),
+            history_count: self.history_count,
+            history_age: self.history_age,
+        }
+    }
 }
 
 /// Where job secrets are read, and how to reach Vault (`--secrets vault`).

@@ -5,7 +5,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use jobforge_server::ServiceConfig;
-use jobforge_server::config::{BackendKind, ConfigFile, SecretsKind};
+use jobforge_server::config::{BackendKind, ConfigFile, SecretsKind, StoreKind};
 
 use crate::args::ServeArgs;
 use crate::exit::{Exit, UsageError};
@@ -96,6 +96,13 @@ fn settings(args: ServeArgs) -> anyhow::Result<ServiceConfig> {
     config.secrets = secrets.unwrap_or(SecretsKind::File);
     config.vault = file.vault;
     config.vault.merge(args.vault.settings());
+    let store = match args.consul.store.as_deref() {
+        Some(text) => Some(text.parse::<StoreKind>().map_err(UsageError)?),
+        None => file.store,
+    };
+    config.store = store.unwrap_or_default();
+    config.consul = file.consul;
+    config.consul.merge(args.consul.settings());
     for (flag, value) in [("--zombie-sweep", config.zombie_sweep), ("--kill-grace", config.kill_grace)] {
         if value.as_secs() == 0 {
             return Err(UsageError(format!("{flag} must be at least 1s")).into());

@@ -76,6 +76,73 @@ pub struct ServiceConfig {
     pub secrets: SecretsKind,
     /// How to reach Vault (`secrets: vault`); its KV mount is `nomad.vault_kv_mount`.
     pub vault: VaultSettings,
+    pub store: StoreKind,
+    /// How to reach Consul and where jobforge's keys live (`store: consul`).
+    pub consul: ConsulSettings,
+}
+
+/// Where job records and logs live.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// One SQLite file in the data directory: one service.
+    #[default]
+    Sqlite,
+    /// Consul KV: several replicas may share it; Consul also supplies dynamic configuration.
+    Consul,
+}
+
+impl std::str::FromStr for StoreKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sqlite" => Ok(StoreKind::Sqlite),
+            "consul" => Ok(StoreKind::Consul),
+            other => Err(format!("unknown store {other:?} (expected sqlite or consul)")),
+        }
+    }
+}
+
+/// How to reach Consul. `Debug` hides the token.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsulSettings {
+    /// `CONSUL_HTTP_ADDR`; default `http://127.0.0.1:8500`.
+    pub address: Option<String>,
+    /// `CONSUL_HTTP_TOKEN`.
+    pub token: Option<String>,
+    /// `CONSUL_CACERT`.
+    pub ca_file: Option<PathBuf>,
+    /// KV prefix; default `jobforge-service`.
+    pub prefix: Option<String>,
+    /// Finished jobs kept in the history; default 50.
+    pub history_count: Option<usize>,
+    /// Finished jobs older than this leave the history; default 30 days.
+    pub history_age: Option<Duration>,
+}
+
+impl std::fmt::Debug for ConsulSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsulSettings")
+            .field("address", &self.address)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+impl ConsulSettings {
+    /// Settings present in `other` replace ours.
+    pub fn merge(&mut self, other: ConsulSettings) {
+        macro_rules! take {
+            ($($field:ident),*) => { $( if other.$field.is_some() { self.$field = other.$field; } )* };
+        }
+        take!(address, token, ca_file, prefix, history_count, history_age);
+    }
+
+    pub fn prefix(&self) -> String {
+        self.prefix.clone().unwrap_or_else(|| "jobforge-service".into())
+    }
 }
 
 /// How to reach and log in to Vault. `Debug` shows whether a token or secret ID is set, never
@@ -211,6 +278,8 @@ impl ServiceConfig {
             zombie_sweep: Duration::from_mins(5),
             shim,
             nomad: NomadSettings::default(),
+            store: StoreKind::Sqlite,
+            consul: ConsulSettings::default(),
             secrets: SecretsKind::File,
             vault: VaultSettings::default(),
         }
@@ -260,6 +329,9 @@ pub struct ConfigFile {
     pub zombie_sweep: Option<Duration>,
     #[serde(default)]
     pub nomad: NomadSettings,
+    pub store: Option<StoreKind>,
+    #[serde(default)]
+    pub consul: ConsulSettings,
     pub secrets: Option<SecretsKind>,
     #[serde(default)]
     pub vault: VaultSettings,
@@ -307,4 +379,30 @@ mod tests {
         std::fs::write(&path, "build_timout: 45m\n").unwrap();
         assert!(ConfigFile::load(&path).unwrap_err().to_string().contains("build_timout"));
     }
+}
+
+/// `base` with the settings Consul KV gives replacing its own.
+pub fn with_kv(base: &Settings, kv: &jobforge_consul::config::KvConfig) -> Settings {
+    let mut settings = base.clone();
+    if let Some(timeout) = kv.build_timeout {
+        settings.build_timeout = timeout;
+    }
+    if let Some(timeout) = kv.test_timeout {
+        settings.test_timeout = timeout;
+    }
+    if let Some(limits) = kv.default_resource_limits {
+        settings.resources = limits;
+    }
+    if let Some(registry) = &kv.registry_config {
+        if registry.default_registry.is_some() {
+            settings.temp_registry.clone_from(&registry.default_registry);
+        }
+        if let Some(prefix) = &registry.temp_prefix {
+            settings.temp_prefix = prefix.clone();
+        }
+        if registry.credentials_path.is_some() {
+            settings.temp_registry_credentials.clone_from(&registry.credentials_path);
+        }
+    }
+    settings
 }

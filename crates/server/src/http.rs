@@ -55,6 +55,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/jobs/{id}/kill", post(jobs::kill))
         .route("/v1/jobs/{id}/cleanup", post(jobs::cleanup))
         .route("/v1/zombies/cleanup", post(jobs::remove_zombies))
+        .route("/v1/config", get(status::config))
         .route("/health", get(status::health))
         .route("/ready", get(status::ready))
         .fallback(error::not_found)

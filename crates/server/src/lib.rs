@@ -51,6 +51,9 @@ pub async fn serve(
     let recovery = engine.recover().await?;
     tracing::info!(resumed = recovery.resumed.len(), removed = recovery.removed.len(), "recovered");
     tokio::spawn(sweep_zombies(engine.clone(), config.zombie_sweep.to_std(), shutdown.clone()));
+    if let Some(consul) = wired.consul.clone() {
+        tokio::spawn(watch_consul_config(consul, config.clone(), engine.clone(), shutdown.clone()));
+    }
     let state = http::AppState::new(engine.clone(), wired.info, shutdown.clone());
     on_listen(addr);
     tracing::info!(%addr, "listening");
@@ -86,4 +89,24 @@ async fn sweep_zombies(engine: jobforge_core::engine::Engine, period: Duration, 
             }
         }
     }
+}
+
+/// Apply the configuration in Consul KV on top of the service's own, now and on every change.
+/// Consul sits above the file, the environment and the flags; a job's own values stay above all.
+async fn watch_consul_config(
+    client: jobforge_consul::ConsulClient,
+    config: ServiceConfig,
+    engine: jobforge_core::engine::Engine,
+    shutdown: CancellationToken,
+) {
+    let base = config.engine_settings();
+    let apply = move |kv: jobforge_consul::config::KvConfig| engine.set_settings(config::with_kv(&base, &kv));
+    jobforge_consul::config::watch(
+        client,
+        config.consul.prefix(),
+        Duration::from_secs(300),
+        apply,
+        shutdown.cancelled_owned(),
+    )
+    .await;
 }

@@ -7,7 +7,7 @@ use jobforge_local::{FileSecrets, LocalBackend, LocalConfig};
 use jobforge_registry::{OciRegistry, RegistryConfig};
 use jobforge_sqlite::SqliteStore;
 
-use crate::config::{BackendKind, SecretsKind, ServiceConfig};
+use crate::config::{BackendKind, SecretsKind, ServiceConfig, StoreKind};
 use crate::http::ServiceInfo;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,19 +28,42 @@ pub enum WiringError {
     Nomad(#[from] jobforge_nomad::NomadError),
     #[error("cannot set up the Vault secrets store: {0}")]
     Vault(#[from] jobforge_vault::VaultError),
+    #[error("cannot set up the Consul client: {0}")]
+    Consul(#[from] jobforge_consul::ConsulError),
 }
 
 /// The ports, and how the service describes itself.
 pub struct Wired {
     pub ports: Ports,
     pub info: ServiceInfo,
+    /// The Consul client, when the service uses Consul (for its dynamic configuration).
+    pub consul: Option<jobforge_consul::ConsulClient>,
 }
 
 /// Async because the Vault secrets store logs in (AppRole) before the service starts.
 pub async fn wire(config: &ServiceConfig) -> Result<Wired, WiringError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|source| WiringError::DataDir { path: config.data_dir.clone(), source })?;
-    let store = Arc::new(SqliteStore::open(&config.database_path()).map_err(WiringError::Store)?);
+    let consul = match config.store {
+        StoreKind::Consul => Some(consul_client(config)?),
+        StoreKind::Sqlite => None,
+    };
+    let store: Arc<dyn jobforge_core::ports::Store> = match &consul {
+        Some(client) => {
+            let settings = &config.consul;
+            let defaults = jobforge_consul::ConsulStoreConfig::default();
+            Arc::new(jobforge_consul::ConsulStore::new(
+                client.clone(),
+                jobforge_consul::ConsulStoreConfig {
+                    prefix: settings.prefix(),
+                    history_count: settings.history_count.unwrap_or(defaults.history_count),
+                    history_age: settings.history_age.map_or(defaults.history_age, |d| d.to_std()),
+                    ..defaults
+                },
+            ))
+        }
+        None => Arc::new(SqliteStore::open(&config.database_path()).map_err(WiringError::Store)?),
+    };
     // One secrets port for the engine (existence checks) and the local backend (reads).
     let secrets: Arc<dyn jobforge_core::ports::Secrets> = match config.secrets {
         SecretsKind::File => Arc::new(FileSecrets::new(config.secrets_path())),
@@ -64,9 +87,13 @@ pub async fn wire(config: &ServiceConfig) -> Result<Wired, WiringError> {
     let info = ServiceInfo {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         backend: backend.name().to_owned(),
-        store: "sqlite".to_owned(),
+        store: match config.store {
+            StoreKind::Sqlite => "sqlite",
+            StoreKind::Consul => "consul",
+        }
+        .to_owned(),
     };
-    Ok(Wired { ports: Ports { backend, store, secrets, registry }, info })
+    Ok(Wired { ports: Ports { backend, store, secrets, registry }, info, consul })
 }
 
 fn nomad_backend(config: &ServiceConfig) -> Result<jobforge_nomad::NomadBackend, WiringError> {
@@ -116,4 +143,19 @@ fn vault_config(config: &ServiceConfig) -> Result<jobforge_vault::VaultConfig, j
     vault.namespace.clone_from(&settings.namespace);
     vault.ca_file.clone_from(&settings.ca_file);
     Ok(vault)
+}
+
+fn consul_client(config: &ServiceConfig) -> Result<jobforge_consul::ConsulClient, WiringError> {
+    let settings = &config.consul;
+    let mut consul = jobforge_consul::ConsulConfig::from_env()?;
+    if let Some(address) = &settings.address {
+        consul.address = jobforge_consul::client::parse_address(address)?;
+    }
+    if settings.token.is_some() {
+        consul.token.clone_from(&settings.token);
+    }
+    if settings.ca_file.is_some() {
+        consul.ca_file.clone_from(&settings.ca_file);
+    }
+    Ok(jobforge_consul::ConsulClient::new(consul)?)
 }

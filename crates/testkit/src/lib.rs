@@ -4,7 +4,8 @@
 //! Nothing here is a stand-in for buildah, podman, git, the registry or Vault: fixtures start the
 //! real programs ([`vault`] runs OpenBao, Vault's open-source fork). Nomad cannot be installed
 //! here, so [`fake_nomad`] is a faithful fake of it (that still runs tasks for real, with podman
-//! or the host's buildah); a fake Consul will follow.
+//! or the host's buildah), and Consul neither, so [`fake_consul`] is one of it (KV with index
+//! semantics, CAS and locks, sessions with TTLs, health lookups).
 
 pub mod fake_consul;
 pub mod fake_nomad;

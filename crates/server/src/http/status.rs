@@ -22,6 +22,26 @@ pub async fn health(State(state): State<AppState>) -> Json<Health> {
     })
 }
 
+/// `GET /v1/config`: the settings new jobs get now, wherever each came from (defaults, file,
+/// environment, flags, Consul KV). Secrets appear as paths only.
+pub async fn config(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let settings = state.engine.settings();
+    let info = &state.info;
+    Json(serde_json::json!({
+        "backend": info.backend,
+        "store": info.store,
+        "build_timeout": settings.build_timeout,
+        "test_timeout": settings.test_timeout,
+        "publish_timeout": settings.publish_timeout,
+        "kill_grace_seconds": settings.kill_grace.as_secs(),
+        "max_active_jobs": settings.max_active_jobs,
+        "temp_registry": settings.temp_registry,
+        "temp_prefix": settings.temp_prefix,
+        "temp_registry_credentials_path": settings.temp_registry_credentials,
+        "default_resource_limits": settings.resources,
+    }))
+}
+
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
     let ports = state.engine.ports();
     let (store, backend, secrets) = tokio::join!(ports.store.check(), ports.backend.check(), ports.secrets.check());

@@ -34,8 +34,7 @@ pub(crate) fn router(inner: Arc<Inner>) -> Router {
     Router::new().fallback(handle).with_state(inner)
 }
 
-/// A refusal: Consul's status code and plain-text body, and the query headers when Consul sets
-/// them before failing.
+/// A refusal: Consul's status code and plain-text body (and, for a 405, the methods allowed).
 #[derive(Debug)]
 pub(crate) struct HttpError {
     pub status: StatusCode,
@@ -446,5 +445,33 @@ async fn route(ctx: &Ctx<'_>, raw_query: Option<&str>, body: Body) -> Result<Res
         Endpoint::StatusLeader => Ok(super::catalog::status_leader(ctx)),
         Endpoint::StatusPeers => Ok(super::catalog::status_peers(ctx)),
         Endpoint::AgentSelf => super::catalog::agent_self(ctx),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_default_to_five_minutes_cap_at_ten_and_add_at_most_a_sixteenth() {
+        let timeout = |wait: Duration| QueryOptions { min_index: 1, wait }.timeout();
+        for _ in 0..100 {
+            let default = timeout(Duration::ZERO);
+            assert!(default >= DEFAULT_WAIT && default < DEFAULT_WAIT + DEFAULT_WAIT / 16, "{default:?}");
+            let capped = timeout(Duration::from_secs(3600));
+            assert!(capped >= MAX_WAIT && capped < MAX_WAIT + MAX_WAIT / 16, "{capped:?}");
+            let short = timeout(Duration::from_millis(1600));
+            assert!(short >= Duration::from_millis(1600) && short < Duration::from_millis(1700), "{short:?}");
+        }
+    }
+
+    #[test]
+    fn queries_decode_and_encode_like_go() {
+        let query = Query::parse(Some("recurse&cas=0&acquire=a%20b&flags=&x=1+2"));
+        assert!(query.has("recurse") && query.has("flags"));
+        assert_eq!(query.get("acquire"), Some("a b"));
+        assert_eq!(query.get("x"), Some("1 2"));
+        assert_eq!(query.encode(), "acquire=a+b&cas=0&flags=&recurse=&x=1+2");
+        assert_eq!(decode("/v1/kv/a%2Fb%zz%4"), "/v1/kv/a/b%zz%4");
     }
 }

@@ -303,9 +303,12 @@ fn duration_nanos(duration: Duration) -> i64 {
     i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX)
 }
 
-/// When a TTL session invalidates unless renewed: `ttl_multiplier` × TTL from now.
+/// When a TTL session invalidates unless renewed: `ttl_multiplier` × TTL from now (capped at a
+/// year, so that no configuration can overflow the clock).
 fn expiry(inner: &Inner, ttl: Duration) -> Option<Instant> {
-    (!ttl.is_zero()).then(|| Instant::now() + ttl * inner.config.ttl_multiplier.max(1))
+    const FAR: Duration = Duration::from_secs(365 * 24 * 3600);
+    let after = ttl.checked_mul(inner.config.ttl_multiplier.max(1)).unwrap_or(FAR).min(FAR);
+    (!ttl.is_zero()).then(|| Instant::now() + after)
 }
 
 /// Session writes are not forwarded anywhere: another datacenter is unreachable.

@@ -111,7 +111,7 @@ impl Api {
         self.send(self.request(Method::DELETE, path)).await
     }
 
-    /// PUT a KV value and expect Consul's answer to be `expected` (true or false).
+    /// PUT a KV value (`query` starts with `?` or is empty); Consul's `true` or `false`.
     pub async fn put_kv(&self, key: &str, query: &str, value: &str) -> bool {
         let answer = self.put(&format!("/v1/kv/{key}{query}"), value.to_owned()).await;
         answer.ok().as_bool().unwrap_or_else(|| panic!("PUT {key}{query} did not answer a bool: {}", answer.text))

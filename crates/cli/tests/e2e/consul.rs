@@ -1,0 +1,122 @@
+//! The service on the Consul store (`--store consul`), against the fake Consul from the
+//! testkit: records and logs in Consul KV, configuration from Consul applied without a restart.
+
+use std::time::Duration;
+
+use jobforge_core::record::FailureReason;
+use jobforge_core::{JobStatus, Phase};
+use jobforge_testkit::fake_consul::{FakeConsul, FakeConsulConfig};
+use jobforge_testkit::git::GitRepo;
+use jobforge_testkit::registry::TestRegistry;
+use serde_json::json;
+
+use crate::support::*;
+
+struct Setup {
+    consul: FakeConsul,
+    registry: TestRegistry,
+    service: Service,
+    _data: tempfile::TempDir,
+}
+
+async fn setup() -> Setup {
+    let consul = FakeConsul::start(FakeConsulConfig::new()).await;
+    let registry = TestRegistry::start();
+    let data = tempfile::tempdir().unwrap();
+    let url = consul.url();
+    let service = Service::start(data.path(), &registry, &["--store", "consul", "--consul-addr", &url]);
+    Setup { consul, registry, service, _data: data }
+}
+
+async fn put(consul: &FakeConsul, key: &str, value: &str) {
+    let response = reqwest::Client::new()
+        .put(format!("{}/v1/kv/{key}", consul.url()))
+        .body(value.to_owned())
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+}
+
+/// The service's effective configuration, once `accept` likes it.
+async fn config_when(service: &Service, accept: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let http = reqwest::Client::new();
+    let wait = async {
+        loop {
+            let config: serde_json::Value =
+                http.get(format!("{}/v1/config", service.url)).send().await.unwrap().json().await.unwrap();
+            if accept(&config) {
+                return config;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), wait).await.expect("the configuration never changed")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_and_their_logs_live_in_consul() {
+    let setup = setup().await;
+    let client = setup.service.client();
+    let repo = GitRepo::example();
+    let mut config = job(&repo.file_url(), &setup.registry, "app", &["v1"]);
+    config["test_commands"] = json!(["echo tested"]);
+    let id = client.submit(&config).await.unwrap().job_id;
+    assert!(setup.consul.kv(&format!("jobforge-service/jobs/{id}")).is_some() || client.job(id).await.is_ok());
+    let end = wait_end(&client, id).await;
+    assert_eq!(end.status, JobStatus::Succeeded, "{end:#?}");
+    assert!(setup.consul.kv(&format!("jobforge-service/history/{id}")).is_some(), "finished jobs are history");
+    assert!(setup.consul.kv(&format!("jobforge-service/logs/{id}/00000000")).is_some(), "logs are in Consul");
+    let logs = all_logs(&client, id).await;
+    assert!(logs.iter().any(|l| l.text == "tested"), "{}", texts(&logs));
+    assert_eq!(client.history(10, 0).await.unwrap().jobs[0].job_id, id);
+    let health = client.health().await.unwrap();
+    assert_eq!(health.store, "consul");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_in_consul_applies_to_new_jobs_without_a_restart() {
+    let setup = setup().await;
+    let initial = config_when(&setup.service, |_| true).await;
+    assert_eq!(initial["test_timeout"], "15m");
+
+    put(&setup.consul, "jobforge-service/config/test_timeout", "2s").await;
+    put(&setup.consul, "jobforge-service/config/default_resource_limits", r#"{"test": {"memory": 512}}"#).await;
+    let config = config_when(&setup.service, |c| c["test_timeout"] == "2s").await;
+    assert_eq!(config["default_resource_limits"]["test"]["memory"], 512);
+
+    // A malformed value is ignored; the last good one stays.
+    put(&setup.consul, "jobforge-service/config/test_timeout", "whenever").await;
+    put(&setup.consul, "jobforge-service/config/build_timeout", "20m").await;
+    let config = config_when(&setup.service, |c| c["build_timeout"] == "20m").await;
+    assert_eq!(config["test_timeout"], "2s", "the malformed value did not replace the good one");
+
+    // The next job runs with it: a long test now times out after 2 s.
+    let client = setup.service.client();
+    let repo = GitRepo::example();
+    let mut job_config = job(&repo.file_url(), &setup.registry, "app", &["v1"]);
+    job_config["test_commands"] = json!(["sleep 600"]);
+    let id = client.submit(&job_config).await.unwrap().job_id;
+    let end = wait_end(&client, id).await;
+    assert_eq!((end.status, end.failed_phase), (JobStatus::Failed, Some(Phase::Test)));
+    assert_eq!(end.error.unwrap().reason, FailureReason::Timeout);
+    assert_eq!(end.config["test_timeout"], "2s", "the job keeps the setting of its submission");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_restarted_mid_build_finishes_the_job_from_consul() {
+    let mut setup = setup().await;
+    let repo = repo_with_dockerfile(&format!("{BUSYBOX_BASE}RUN echo building slowly && sleep 3 && echo built\n"));
+    let id =
+        setup.service.client().submit(&job(&repo.file_url(), &setup.registry, "app", &["v1"])).await.unwrap().job_id;
+    wait_line(&setup.service.client(), id, "building slowly").await;
+    setup.service.kill9();
+    setup.service.restart();
+    let client = setup.service.client();
+    let end = wait_end(&client, id).await;
+    assert_eq!(end.status, JobStatus::Succeeded, "{}", setup.service.log());
+    let logs = all_logs(&client, id).await;
+    assert_eq!(logs.iter().filter(|l| l.text == "built").count(), 1, "{}", texts(&logs));
+    let seqs: Vec<u64> = logs.iter().map(|l| l.seq).collect();
+    assert_eq!(seqs, (1..=logs.len() as u64).collect::<Vec<_>>());
+}
