@@ -53,6 +53,9 @@ pub struct JobView {
     pub durations_ms: Durations,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kill: Option<KillRequest>,
+    /// While PENDING behind builds of the same image and branch: how many go first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<u32>,
     /// The job has ended and its temp image and backend leftovers are removed: nothing about
     /// it will change any more.
     #[serde(default)]
@@ -223,6 +226,7 @@ impl JobView {
             timestamps: record.times.clone(),
             durations_ms: Durations::of(record),
             kill: record.kill.clone(),
+            queue_position: record.queue_position,
             cleaned_up: record.cleaned_up,
             created_at: record.created_at,
             updated_at: record.updated_at,

@@ -291,6 +291,13 @@ pub struct ConsulArgs {
     /// Finished jobs older than this leave the history. [default: 720h (30 days)]
     #[arg(long, env = "JOBFORGE_HISTORY_AGE", help_heading = "Store")]
     pub history_age: Option<Duration>,
+    /// TTL of this instance's Consul session: its jobs pass to other replicas this long after
+    /// it dies. [default: 15s]
+    #[arg(long, env = "JOBFORGE_SESSION_TTL", help_heading = "Store")]
+    pub session_ttl: Option<Duration>,
+    /// How long a lock freed by a dead instance stays un-acquirable. [default: 5s]
+    #[arg(long, env = "JOBFORGE_LOCK_DELAY", help_heading = "Store")]
+    pub lock_delay: Option<Duration>,
 }
 
 impl ConsulArgs {
@@ -302,6 +309,8 @@ impl ConsulArgs {
             prefix: self.consul_prefix.clone(),
             history_count: self.history_count,
             history_age: self.history_age,
+            session_ttl: self.session_ttl,
+            lock_delay: self.lock_delay,
         }
     }
 }

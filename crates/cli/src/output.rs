@@ -145,6 +145,9 @@ impl Printer {
             println!("  owner: {owner}");
         }
         println!("  submitted: {}", job.created_at);
+        if let Some(position) = job.queue_position {
+            println!("  waiting: {position} build(s) of the same image and branch go first");
+        }
         let d = &job.durations_ms;
         for (phase, ms) in [(Phase::Build, d.build), (Phase::Test, d.test), (Phase::Publish, d.publish)] {
             if let Some(ms) = ms {

@@ -469,3 +469,36 @@ async fn leftovers_of_jobs_that_are_not_live_are_removed_on_demand_and_at_start_
     assert!(!later.exists(), "start-up removes leftovers");
     assert!(service.client().remove_zombies().await.unwrap().removed.is_empty());
 }
+
+#[tokio::test]
+async fn builds_of_the_same_image_and_branch_wait_their_turn() {
+    let registry = TestRegistry::start();
+    let data = tempfile::tempdir().unwrap();
+    let service = Service::start(data.path(), &registry, &[]);
+    let client = service.client();
+    let repo = repo_with_dockerfile(&format!("{BUSYBOX_BASE}RUN echo building slowly && sleep 2\n"));
+    repo.branch("other");
+    let config = job(&repo.file_url(), &registry, "app", &["v1"]);
+
+    let first = client.submit(&config).await.unwrap().job_id;
+    wait_line(&client, first, "building slowly").await;
+    let second = client.submit(&config).await.unwrap().job_id;
+    let mut other_branch = config.clone();
+    other_branch["git_ref"] = json!("other");
+    let other = client.submit(&other_branch).await.unwrap().job_id;
+
+    let waiting = wait_for(&client, second, |job| job.queue_position.is_some()).await;
+    assert_eq!((waiting.status, waiting.queue_position), (JobStatus::Pending, Some(1)), "{waiting:#?}");
+
+    let (first, second, other) =
+        (wait_end(&client, first).await, wait_end(&client, second).await, wait_end(&client, other).await);
+    for job in [&first, &second, &other] {
+        assert_eq!(job.status, JobStatus::Succeeded, "{job:#?}");
+    }
+    assert!(
+        second.timestamps.build_start.unwrap() >= first.timestamps.job_end.unwrap(),
+        "the second build of app@main started only after the first ended"
+    );
+    assert!(other.timestamps.build_start.unwrap() < first.timestamps.build_end.unwrap(), "another branch did not wait");
+    assert_eq!(second.queue_position, None, "no position once it runs");
+}

@@ -412,11 +412,11 @@ impl ConsulClient {
             }
         }
         let mut builder = self.http.request(method, url);
-        if let Some(token) = &self.config.token {
-            if let Ok(mut value) = HeaderValue::from_str(token) {
-                value.set_sensitive(true);
-                builder = builder.header("X-Consul-Token", value);
-            }
+        if let Some(token) = &self.config.token
+            && let Ok(mut value) = HeaderValue::from_str(token)
+        {
+            value.set_sensitive(true);
+            builder = builder.header("X-Consul-Token", value);
         }
         builder
     }

@@ -324,10 +324,10 @@ impl Store for ConsulStore {
         let mut full_chunks: Vec<(u64, Vec<StoredLine>)> = Vec::new();
         let mut changed = false;
         for new in lines {
-            if let Some(origin) = &new.origin {
-                if state.origins.contains(origin) {
-                    continue;
-                }
+            if let Some(origin) = &new.origin
+                && state.origins.contains(origin)
+            {
+                continue;
             }
             if state.truncated {
                 continue;

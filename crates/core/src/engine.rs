@@ -14,6 +14,7 @@
 
 mod decide;
 mod driver;
+mod process_locks;
 mod pump;
 
 use std::collections::HashMap;
@@ -28,7 +29,7 @@ use crate::duration::Duration;
 use crate::id::JobId;
 use crate::image::{ImageRef, RegistryHost, Repository, Tag};
 use crate::logs::{LogLine, LogQuery};
-use crate::ports::{Backend, HistoryPage, Registry, Secrets, SecretsError, Store, StoreError};
+use crate::ports::{Backend, HistoryPage, LockKey, Locks, Registry, Secrets, SecretsError, Store, StoreError};
 use crate::record::{JobRecord, KillRequest};
 use crate::secret::SecretPath;
 use crate::status::{JobStatus, Phase};
@@ -37,6 +38,7 @@ use crate::validate::Problem;
 
 pub use decide::{RunOutcome, classify};
 pub use driver::run_spec;
+pub use process_locks::ProcessLocks;
 
 /// The adapters the engine drives.
 #[derive(Clone)]
@@ -45,6 +47,7 @@ pub struct Ports {
     pub store: Arc<dyn Store>,
     pub secrets: Arc<dyn Secrets>,
     pub registry: Arc<dyn Registry>,
+    pub locks: Arc<dyn Locks>,
 }
 
 /// Server-wide settings; a job's own values win where it has them.
@@ -200,6 +203,9 @@ struct Inner {
     slots: Arc<Semaphore>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
+    /// Cancelled when this instance loses its locks: its drivers stop, and jobs are taken
+    /// again (here or by another replica). A child of `shutdown`, replaced after each loss.
+    drivers_token: Mutex<CancellationToken>,
 }
 
 /// The job engine. Cheap to clone; all clones drive the same jobs.
@@ -220,6 +226,7 @@ impl Engine {
                 drivers: Mutex::new(HashMap::new()),
                 slots,
                 tracker: TaskTracker::new(),
+                drivers_token: Mutex::new(shutdown.child_token()),
                 shutdown,
             }),
         }
@@ -240,17 +247,85 @@ impl Engine {
         &self.inner.ports
     }
 
-    /// Resume every live job, then remove backend leftovers of jobs that are not live.
+    /// Take every live job no one drives (all of them, for a service alone on its store), then
+    /// remove backend leftovers of jobs that are not live, then keep taking over jobs whose
+    /// driver went away (another replica died) for as long as the service runs.
     pub async fn recover(&self) -> Result<Recovery, StoreError> {
-        let live = self.inner.ports.store.live().await?;
-        let mut recovery = Recovery::default();
-        for record in live {
-            tracing::info!(job_id = %record.id, status = %record.status, "resuming job");
-            recovery.resumed.push(record.id);
-            self.spawn_driver(record);
+        let mut recovery = Recovery { resumed: self.take_over().await?, removed: Vec::new() };
+        for id in &recovery.resumed {
+            tracing::info!(job_id = %id, "resuming job");
         }
         recovery.removed = self.remove_orphans().await?;
+        let engine = self.clone();
+        tokio::spawn(async move { engine.keep_taking_over().await });
         Ok(recovery)
+    }
+
+    /// Drive every live job that has no driver and whose ownership lock is free.
+    async fn take_over(&self) -> Result<Vec<JobId>, StoreError> {
+        let mut taken = Vec::new();
+        for record in self.inner.ports.store.live().await? {
+            if self.watch(record.id).is_some() {
+                continue;
+            }
+            match self.inner.ports.locks.try_lock(&LockKey::owner(record.id), record.id).await {
+                Ok(true) => {
+                    taken.push(record.id);
+                    self.spawn_driver(record);
+                }
+                Ok(false) => {}
+                Err(err) => tracing::warn!(job_id = %record.id, error = %err, "cannot take a job's ownership lock"),
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Whenever locks change hands, take over the jobs left without a driver; whenever this
+    /// instance loses its locks, stop its drivers first (the jobs may be driven elsewhere now).
+    async fn keep_taking_over(&self) {
+        let locks = self.inner.ports.locks.clone();
+        let mut lost = locks.lost();
+        let mut version = 0;
+        loop {
+            tokio::select! {
+                _ = self.inner.shutdown.cancelled() => return,
+                changed = lost.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    tracing::warn!("this instance lost its locks; stopping its drivers");
+                    self.stop_drivers().await;
+                }
+                next = locks.changed(version, std::time::Duration::from_secs(300)) => match next {
+                    Ok(next) => version = next,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot watch the locks");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        continue;
+                    }
+                },
+            }
+            match self.take_over().await {
+                Ok(taken) if !taken.is_empty() => tracing::info!(?taken, "took jobs over"),
+                Ok(_) => {}
+                Err(err) => tracing::warn!(error = %err, "cannot list live jobs"),
+            }
+        }
+    }
+
+    /// Stop every driver at its next safe point and wait for them, leaving their runs going.
+    async fn stop_drivers(&self) {
+        let stopped = {
+            let mut token = self.inner.drivers_token.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::replace(&mut *token, self.inner.shutdown.child_token())
+        };
+        stopped.cancel();
+        let ids: Vec<JobId> = self.inner.drivers.lock().unwrap_or_else(|e| e.into_inner()).keys().copied().collect();
+        for id in ids {
+            if let Some(mut changes) = self.watch(id) {
+                while changes.changed().await.is_ok() {}
+            }
+        }
     }
 
     /// Stop and remove everything in the backend that belongs to no live job ("zombies"):
@@ -302,6 +377,16 @@ impl Engine {
         let temp_image = temp_image(&settings, &spec, id);
         let record = JobRecord::new(id, spec, temp_image, Timestamp::now());
         ports.store.insert(&record).await?;
+        // A new job's ownership lock is free: whoever inserted it drives it. Should taking it
+        // fail, the job is stored and taken over when the locks next change hands.
+        match ports.locks.try_lock(&LockKey::owner(id), id).await {
+            Ok(true) => {}
+            Ok(false) => return Ok(record),
+            Err(err) => {
+                tracing::warn!(job_id = %id, error = %err, "cannot take the ownership lock of a new job");
+                return Ok(record);
+            }
+        }
         tracing::info!(job_id = %id, image = %record.spec.image_name, "job submitted");
         self.spawn_driver(record.clone());
         Ok(record)
@@ -419,10 +504,11 @@ impl Engine {
             drivers.insert(id, DriverHandle { commands, changes: changes.clone() });
         }
         let inner = self.inner.clone();
+        let stop = self.inner.drivers_token.lock().unwrap_or_else(|e| e.into_inner()).clone();
         self.inner.tracker.spawn(async move {
             let settings = inner.settings.borrow().clone();
             let driver = driver::Driver::new(&inner.ports, settings, inner.slots.clone(), changes, inbox);
-            driver.run(record, inner.shutdown.clone()).await;
+            driver.run(record, stop).await;
             let mut drivers = inner.drivers.lock().unwrap_or_else(|e| e.into_inner());
             drivers.remove(&id);
         });

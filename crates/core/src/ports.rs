@@ -6,6 +6,7 @@
 //! engine.
 
 mod backend;
+mod locks;
 mod registry;
 mod secrets;
 mod store;
@@ -13,6 +14,7 @@ mod store;
 pub use backend::{
     Backend, BackendError, BuildWork, PublishWork, RunEvent, RunEvents, RunExit, RunSpec, RunWork, Started, TestWork,
 };
+pub use locks::{LockKey, Locks, LocksError};
 pub use registry::{Registry, RegistryError};
 pub use secrets::{Secrets, SecretsError};
 pub use store::{HistoryPage, Store, StoreError};

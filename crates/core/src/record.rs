@@ -36,6 +36,9 @@ pub struct JobRecord {
     pub failure: Option<Failure>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kill: Option<KillRequest>,
+    /// While PENDING behind other builds of the same image and branch: how many are ahead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<u32>,
     /// Set once the temp image and the backend's leftovers of a finished job are gone.
     #[serde(default)]
     pub cleaned_up: bool,
@@ -56,6 +59,7 @@ impl JobRecord {
             tests: Vec::new(),
             failure: None,
             kill: None,
+            queue_position: None,
             cleaned_up: false,
         }
     }
@@ -72,6 +76,12 @@ impl JobRecord {
             Phase::Test => (0..self.spec.tests().len() as u32).map(|i| RunKey::test(self.id, i)).collect(),
             Phase::Publish => vec![RunKey::publish(self.id)],
         }
+    }
+
+    /// Builds of the same image and branch exclude each other through this lock.
+    pub fn build_lock(&self) -> crate::ports::LockKey {
+        let spec = &self.spec;
+        crate::ports::LockKey::build(&spec.registry_url.to_string(), spec.image_name.as_str(), spec.git_ref.as_str())
     }
 
     /// Every run this job may have started, for cleanup.

@@ -362,11 +362,11 @@ impl Follower {
                 return Ok(Some((alloc, meta.index)));
             }
             let reason = self.placement_reason().await?;
-            if let Some(reason) = &reason {
-                if !noted {
-                    noted = true;
-                    self.line(Sequence::Placement, format!("nomad: waiting for placement: {reason}")).await?;
-                }
+            if let Some(reason) = &reason
+                && !noted
+            {
+                noted = true;
+                self.line(Sequence::Placement, format!("nomad: waiting for placement: {reason}")).await?;
             }
             if Instant::now() >= deadline {
                 let why = reason.unwrap_or_else(|| "no allocation was created".into());
@@ -502,12 +502,12 @@ async fn watch_alloc(
     loop {
         match client.job_allocations(&job, Some(Blocking { index: index.max(1), wait })).await {
             Ok((allocs, meta)) => {
-                if meta.index != index {
-                    if let Some(stub) = allocs.into_iter().find(|a| a.id == alloc) {
-                        let terminal = stub.is_terminal();
-                        if updates.send(Update::Alloc(Box::new(stub))).await.is_err() || terminal {
-                            return;
-                        }
+                if meta.index != index
+                    && let Some(stub) = allocs.into_iter().find(|a| a.id == alloc)
+                {
+                    let terminal = stub.is_terminal();
+                    if updates.send(Update::Alloc(Box::new(stub))).await.is_err() || terminal {
+                        return;
                     }
                 }
                 index = meta.index;

@@ -119,6 +119,11 @@ pub struct ConsulSettings {
     pub history_count: Option<usize>,
     /// Finished jobs older than this leave the history; default 30 days.
     pub history_age: Option<Duration>,
+    /// TTL of this instance's Consul session: its locks (and jobs) pass to other replicas
+    /// this long after it dies; default 15s (Consul's minimum is 10s).
+    pub session_ttl: Option<Duration>,
+    /// How long a lock freed by a dead instance stays un-acquirable; default 5s.
+    pub lock_delay: Option<Duration>,
 }
 
 impl std::fmt::Debug for ConsulSettings {
@@ -137,7 +142,7 @@ impl ConsulSettings {
         macro_rules! take {
             ($($field:ident),*) => { $( if other.$field.is_some() { self.$field = other.$field; } )* };
         }
-        take!(address, token, ca_file, prefix, history_count, history_age);
+        take!(address, token, ca_file, prefix, history_count, history_age, session_ttl, lock_delay);
     }
 
     pub fn prefix(&self) -> String {
@@ -356,31 +361,6 @@ impl ConfigFile {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn config_file_reads_durations_and_refuses_unknown_keys() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.yaml");
-        std::fs::write(&path, "build_timeout: 45m\ninsecure_registries: [\"127.0.0.1:5000\"]\n").unwrap();
-        let file = ConfigFile::load(&path).unwrap();
-        assert_eq!(file.build_timeout.unwrap().as_secs(), 2700);
-        assert_eq!(file.insecure_registries.len(), 1);
-        std::fs::write(&path, "nomad:\n  datacenters: [dc1, dc2]\n  placement_timeout: 2m\n").unwrap();
-        let file = ConfigFile::load(&path).unwrap();
-        assert_eq!(file.nomad.datacenters, ["dc1", "dc2"]);
-        std::fs::write(&path, "secrets: vault\nvault:\n  address: https://vault:8200\n  token: s.abc\n").unwrap();
-        let file = ConfigFile::load(&path).unwrap();
-        assert_eq!(file.secrets, Some(SecretsKind::Vault));
-        assert_eq!(file.vault.address.as_deref(), Some("https://vault:8200"));
-        assert!(!format!("{:?}", file.vault).contains("s.abc"), "Debug hides the token");
-        std::fs::write(&path, "build_timout: 45m\n").unwrap();
-        assert!(ConfigFile::load(&path).unwrap_err().to_string().contains("build_timout"));
-    }
-}
-
 /// `base` with the settings Consul KV gives replacing its own.
 pub fn with_kv(base: &Settings, kv: &jobforge_consul::config::KvConfig) -> Settings {
     let mut settings = base.clone();
@@ -405,4 +385,29 @@ pub fn with_kv(base: &Settings, kv: &jobforge_consul::config::KvConfig) -> Setti
         }
     }
     settings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_file_reads_durations_and_refuses_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, "build_timeout: 45m\ninsecure_registries: [\"127.0.0.1:5000\"]\n").unwrap();
+        let file = ConfigFile::load(&path).unwrap();
+        assert_eq!(file.build_timeout.unwrap().as_secs(), 2700);
+        assert_eq!(file.insecure_registries.len(), 1);
+        std::fs::write(&path, "nomad:\n  datacenters: [dc1, dc2]\n  placement_timeout: 2m\n").unwrap();
+        let file = ConfigFile::load(&path).unwrap();
+        assert_eq!(file.nomad.datacenters, ["dc1", "dc2"]);
+        std::fs::write(&path, "secrets: vault\nvault:\n  address: https://vault:8200\n  token: s.abc\n").unwrap();
+        let file = ConfigFile::load(&path).unwrap();
+        assert_eq!(file.secrets, Some(SecretsKind::Vault));
+        assert_eq!(file.vault.address.as_deref(), Some("https://vault:8200"));
+        assert!(!format!("{:?}", file.vault).contains("s.abc"), "Debug hides the token");
+        std::fs::write(&path, "build_timout: 45m\n").unwrap();
+        assert!(ConfigFile::load(&path).unwrap_err().to_string().contains("build_timout"));
+    }
 }

@@ -42,7 +42,7 @@ pub async fn serve(
     shutdown: CancellationToken,
     on_listen: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), ServeError> {
-    let wired = wiring::wire(&config).await?;
+    let wired = wiring::wire(&config, &shutdown).await?;
     let engine = jobforge_core::engine::Engine::new(wired.ports, config.engine_settings(), shutdown.child_token());
     let listener =
         TcpListener::bind(config.listen).await.map_err(|source| ServeError::Listen { addr: config.listen, source })?;

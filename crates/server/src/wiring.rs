@@ -40,8 +40,12 @@ pub struct Wired {
     pub consul: Option<jobforge_consul::ConsulClient>,
 }
 
-/// Async because the Vault secrets store logs in (AppRole) before the service starts.
-pub async fn wire(config: &ServiceConfig) -> Result<Wired, WiringError> {
+/// Async because the Vault secrets store logs in (AppRole) and the Consul locks open a session
+/// before the service starts. `shutdown` ends that session.
+pub async fn wire(
+    config: &ServiceConfig,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Result<Wired, WiringError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|source| WiringError::DataDir { path: config.data_dir.clone(), source })?;
     let consul = match config.store {
@@ -93,7 +97,23 @@ pub async fn wire(config: &ServiceConfig) -> Result<Wired, WiringError> {
         }
         .to_owned(),
     };
-    Ok(Wired { ports: Ports { backend, store, secrets, registry }, info, consul })
+    let locks: Arc<dyn jobforge_core::ports::Locks> = match &consul {
+        Some(client) => {
+            let settings = &config.consul;
+            let defaults = jobforge_consul::ConsulLocksConfig::default();
+            let locks = jobforge_consul::ConsulLocksConfig {
+                prefix: settings.prefix(),
+                instance: instance_name(),
+                ttl: settings.session_ttl.map_or(defaults.ttl, |d| d.to_std()),
+                lock_delay: settings.lock_delay.map_or(defaults.lock_delay, |d| d.to_std()),
+                session_file: Some(config.data_dir.join("consul-session")),
+            };
+            Arc::new(jobforge_consul::ConsulLocks::start(client.clone(), locks, shutdown.clone()).await?)
+        }
+        // Alone on its store: locks in this process are enough, and die with it.
+        None => Arc::new(jobforge_core::engine::ProcessLocks::default()),
+    };
+    Ok(Wired { ports: Ports { backend, store, secrets, registry, locks }, info, consul })
 }
 
 fn nomad_backend(config: &ServiceConfig) -> Result<jobforge_nomad::NomadBackend, WiringError> {
@@ -158,4 +178,11 @@ fn consul_client(config: &ServiceConfig) -> Result<jobforge_consul::ConsulClient
         consul.ca_file.clone_from(&settings.ca_file);
     }
     Ok(jobforge_consul::ConsulClient::new(consul)?)
+}
+
+/// `<hostname>-<pid>`: which instance holds a lock, for people reading Consul.
+fn instance_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim();
+    format!("{}-{}", if host.is_empty() { "jobforge" } else { host }, std::process::id())
 }

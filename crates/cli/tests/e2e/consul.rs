@@ -120,3 +120,86 @@ async fn a_replica_restarted_mid_build_finishes_the_job_from_consul() {
     let seqs: Vec<u64> = logs.iter().map(|l| l.seq).collect();
     assert_eq!(seqs, (1..=logs.len() as u64).collect::<Vec<_>>());
 }
+
+/// A fake Consul whose sessions expire at their TTL, allowing TTLs of a second: what a lock
+/// does over time can be watched in seconds.
+async fn quick_consul() -> FakeConsul {
+    let mut config = FakeConsulConfig::new();
+    config.ttl_min = Duration::from_secs(1);
+    config.ttl_multiplier = 1;
+    FakeConsul::start(config).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_longer_than_the_session_ttl_keeps_its_lock() {
+    let consul = quick_consul().await;
+    let registry = TestRegistry::start();
+    let data = tempfile::tempdir().unwrap();
+    let url = consul.url();
+    let args = ["--store", "consul", "--consul-addr", &url, "--session-ttl", "1s", "--lock-delay", "0s"];
+    let service = Service::start(data.path(), &registry, &args);
+    let client = service.client();
+    let repo = repo_with_dockerfile(&format!("{BUSYBOX_BASE}RUN echo building slowly && sleep 4\n"));
+    let config = job(&repo.file_url(), &registry, "app", &["v1"]);
+    let first = client.submit(&config).await.unwrap().job_id;
+    wait_line(&client, first, "building slowly").await;
+    let second = client.submit(&config).await.unwrap().job_id;
+    let waiting = wait_for(&client, second, |job| job.queue_position.is_some()).await;
+    assert_eq!(waiting.queue_position, Some(1));
+
+    let (first, second) = (wait_end(&client, first).await, wait_end(&client, second).await);
+    assert_eq!((first.status, second.status), (JobStatus::Succeeded, JobStatus::Succeeded));
+    // Had the session not been renewed, Consul would have freed the lock after 1 s, and the
+    // second build would have started during the first.
+    assert!(second.timestamps.build_start.unwrap() >= first.timestamps.job_end.unwrap(), "{first:#?}\n{second:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_a_replica_dies_mid_pipeline_another_finishes_the_job_exactly_once() {
+    use jobforge_testkit::fake_nomad::{FakeNomad, FakeNomadConfig};
+    let consul = quick_consul().await;
+    let registry = TestRegistry::start();
+    let dirs = tempfile::tempdir().unwrap();
+    let mut nomad_config = FakeNomadConfig::new(dirs.path().join("nomad"));
+    nomad_config.host_volumes.insert("buildah-cache".into(), dirs.path().join("buildah-cache"));
+    nomad_config.insecure_registries.push(registry.host());
+    let nomad = FakeNomad::start(nomad_config).await;
+    let (consul_url, nomad_url) = (consul.url(), nomad.url());
+    let args = [
+        "--store",
+        "consul",
+        "--consul-addr",
+        &consul_url,
+        "--session-ttl",
+        "1s",
+        "--lock-delay",
+        "0s",
+        "--backend",
+        "nomad",
+        "--nomad-addr",
+        &nomad_url,
+    ];
+    let mut first = Service::start(&dirs.path().join("a"), &registry, &args);
+    let second = Service::start(&dirs.path().join("b"), &registry, &args);
+
+    let repo = repo_with_dockerfile(&format!("{BUSYBOX_BASE}RUN echo building slowly && sleep 3 && echo built\n"));
+    let mut config = job(&repo.file_url(), &registry, "app", &["v1"]);
+    config["test_commands"] = json!(["echo tested"]);
+    let id = first.client().submit(&config).await.unwrap().job_id;
+    wait_line(&second.client(), id, "building slowly").await;
+    first.kill9();
+
+    let client = second.client();
+    let end = wait_end(&client, id).await;
+    assert_eq!(end.status, JobStatus::Succeeded, "{end:#?}\n{}", second.log());
+    for nomad_job in [format!("jobforge-build-{id}"), format!("jobforge-test-{id}-0"), format!("jobforge-publish-{id}")]
+    {
+        assert_eq!(nomad.registrations(&nomad_job), 1, "{nomad_job} ran once");
+    }
+    let logs = all_logs(&client, id).await;
+    assert_eq!(logs.iter().filter(|l| l.text == "built").count(), 1, "{}", texts(&logs));
+    assert_eq!(logs.iter().filter(|l| l.text == "tested").count(), 1, "{}", texts(&logs));
+    let seqs: Vec<u64> = logs.iter().map(|l| l.seq).collect();
+    assert_eq!(seqs, (1..=logs.len() as u64).collect::<Vec<_>>(), "no gap, no line twice");
+    assert!(second.log().contains("took jobs over"), "the surviving replica says so:\n{}", second.log());
+}

@@ -197,3 +197,19 @@ pub fn repo_with_dockerfile(dockerfile: &str) -> GitRepo {
 
 pub const BUSYBOX_BASE: &str =
     "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\",\"--install\",\"-s\",\"/bin\"]\n";
+
+/// Follow the job until `accept` likes its status (or it ends).
+pub async fn wait_for(client: &Client, id: JobId, accept: impl Fn(&JobView) -> bool) -> JobView {
+    let wait = async {
+        let mut events = client.follow(id, 0, None);
+        while let Some(event) = events.next().await {
+            match event.unwrap() {
+                Event::Status(job) | Event::End(job) if accept(&job) => return job,
+                Event::End(job) => panic!("job ended {} before the awaited state", job.status),
+                _ => {}
+            }
+        }
+        panic!("events ended early");
+    };
+    tokio::time::timeout(JOB_LIMIT, wait).await.expect("the awaited state never came")
+}

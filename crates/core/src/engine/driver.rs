@@ -20,7 +20,7 @@ use crate::config::TestCase;
 use crate::id::RunKey;
 use crate::logs::NewLogLine;
 use crate::mask::Masker;
-use crate::ports::{BuildWork, PublishWork, RunExit, RunSpec, RunWork, StoreError, TestWork};
+use crate::ports::{BuildWork, LockKey, PublishWork, RunExit, RunSpec, RunWork, StoreError, TestWork};
 use crate::record::{Failure, FailureReason, JobRecord, KillRequest};
 use crate::secret::{Credentials, SecretPath, SecretValue};
 use crate::status::{JobStatus, Phase};
@@ -68,14 +68,17 @@ impl<'a> Driver<'a> {
                     JobStatus::Testing => self.run_phase(&mut record, Phase::Test, &shutdown).await,
                     JobStatus::Publishing => self.run_phase(&mut record, Phase::Publish, &shutdown).await,
                     JobStatus::Succeeded | JobStatus::Failed | JobStatus::Killed => {
-                        if !record.cleaned_up {
-                            let _ = self.finish(&mut record, &shutdown).await;
+                        // The next build of this image and branch may start now.
+                        self.unlock(&record.build_lock(), record.id).await;
+                        if !record.cleaned_up && self.finish(&mut record, &shutdown).await.is_err() {
+                            break;
                         }
+                        self.unlock(&LockKey::owner(record.id), record.id).await;
                         break;
                     }
                 };
                 if step.is_err() {
-                    tracing::info!(status = %record.status, "shutting down; the job resumes on the next start");
+                    tracing::info!(status = %record.status, "driver stopping; the job is resumed by the next driver");
                     break;
                 }
             }
@@ -89,8 +92,12 @@ impl<'a> Driver<'a> {
         .await
     }
 
-    /// Wait for a free slot, then start building.
+    /// Wait for the build lock of the image and branch (behind earlier jobs), then for a free
+    /// slot, then start building.
     async fn leave_pending(&mut self, record: &mut JobRecord, shutdown: &CancellationToken) -> Result<(), Shutdown> {
+        if record.kill.is_none() {
+            self.wait_for_build_lock(record, shutdown).await?;
+        }
         if record.kill.is_none() {
             let slots = self.slots.clone();
             tokio::select! {
@@ -102,12 +109,73 @@ impl<'a> Driver<'a> {
                 permit = slots.acquire_owned() => self.permit = permit.ok(),
             }
         }
+        record.queue_position = None;
         if record.kill.is_some() {
             decide::killed(record, Timestamp::now());
         } else {
             decide::enter(record, JobStatus::Building, Timestamp::now());
         }
         self.persist(record, shutdown).await
+    }
+
+    /// Take the build lock when this job's turn comes: after every earlier live job of the
+    /// same image and branch. Meanwhile keep the queue position in the record up to date.
+    async fn wait_for_build_lock(
+        &mut self,
+        record: &mut JobRecord,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Shutdown> {
+        let key = record.build_lock();
+        let locks = self.ports.locks.clone();
+        let mut version = 0;
+        loop {
+            let ahead = self.jobs_ahead(record).await;
+            if ahead == 0 {
+                match locks.try_lock(&key, record.id).await {
+                    Ok(true) => return Ok(()),
+                    Ok(false) => {}
+                    Err(err) => tracing::warn!(error = %err, "cannot take the build lock; waiting"),
+                }
+            }
+            let position = Some(ahead.max(1));
+            if record.queue_position != position {
+                record.queue_position = position;
+                tracing::info!(ahead, lock = %key, "waiting for earlier builds of the same image and branch");
+                self.persist(record, shutdown).await?;
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Err(Shutdown),
+                Some(command) = self.inbox.recv() => {
+                    self.accept_kill(record, command, shutdown).await?;
+                    return Ok(());
+                }
+                next = locks.changed(version, std::time::Duration::from_secs(60)) => {
+                    version = next.unwrap_or(version);
+                }
+            }
+        }
+    }
+
+    /// Live jobs of the same image and branch that go first: any past PENDING (one holds the
+    /// lock), and earlier submissions still waiting.
+    async fn jobs_ahead(&self, record: &JobRecord) -> u32 {
+        let key = record.build_lock();
+        let live = match self.ports.store.live().await {
+            Ok(live) => live,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot list live jobs; assuming others are ahead");
+                return 1;
+            }
+        };
+        let ahead = live.iter().filter(|other| {
+            other.id != record.id
+                && !other.status.is_terminal()
+                && other.build_lock() == key
+                && (other.status != JobStatus::Pending || other.id < record.id)
+                && other.kill.is_none()
+        });
+        u32::try_from(ahead.count()).unwrap_or(u32::MAX)
     }
 
     /// Persist a kill request and answer it.
@@ -451,6 +519,13 @@ impl<'a> Driver<'a> {
                     delay = (delay * 2).min(std::time::Duration::from_secs(10));
                 }
             }
+        }
+    }
+
+    async fn unlock(&self, key: &LockKey, job: crate::id::JobId) {
+        if let Err(err) = self.ports.locks.unlock(key, job).await {
+            // Locks die with this instance's hold on the lock store; nothing is stuck for long.
+            tracing::warn!(lock = %key, error = %err, "cannot release a lock");
         }
     }
 
