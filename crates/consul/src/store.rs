@@ -9,9 +9,10 @@
 //! Each replica remembers the ModifyIndex it last wrote or read per record; an update that finds
 //! another index fails with `Conflict` (another replica drives the job now). Logs are appended
 //! by the job's one driver: the current chunk is rewritten as lines arrive, and a new chunk is
-//! started when it is full. Past the per-job cap, one marker line says the rest was not stored.
+//! started when it is full. Past the per-job cap, one marker line says the rest was not stored;
+//! the live stream is not cut: later lines are served from memory while the job runs here.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -83,6 +84,9 @@ struct LogState {
     truncated: bool,
     origins: HashSet<(RunId, u64)>,
     last_line: HashMap<RunId, u64>,
+    /// Lines past the cap: not stored, but kept here (the newest, up to a bound) so that the
+    /// live stream of this replica goes on.
+    overflow: VecDeque<LogLine>,
 }
 
 impl ConsulStore {
@@ -235,10 +239,35 @@ impl LogState {
             self.truncated = true;
         }
     }
+
+    /// Keeps a line past the cap in memory (the newest, up to a bound), so that the live stream
+    /// of this replica goes on although the store holds no more.
+    fn keep_live(&mut self, new: &NewLogLine) {
+        self.last_seq += 1;
+        if let Some(origin) = &new.origin {
+            let last = self.last_line.entry(origin.0.clone()).or_default();
+            *last = (*last).max(origin.1);
+            self.origins.insert(origin.clone());
+        }
+        if self.overflow.len() == OVERFLOW_LINES {
+            self.overflow.pop_front();
+        }
+        self.overflow.push_back(LogLine {
+            seq: self.last_seq,
+            ts: new.ts,
+            phase: new.phase,
+            test: new.test,
+            stream: new.stream,
+            text: new.text.clone(),
+        });
+    }
 }
 
 /// The text of the line that marks where a job's stored log was cut.
 const TRUNCATED: &str = "log truncated:";
+
+/// Lines past the cap kept in memory for the live stream, at most.
+const OVERFLOW_LINES: usize = 100_000;
 
 fn line_bytes(line: &StoredLine) -> usize {
     line.line.text.len() + 96
@@ -330,9 +359,11 @@ impl Store for ConsulStore {
                 continue;
             }
             if state.truncated {
+                state.keep_live(new);
                 continue;
             }
-            let (text, stream) = if state.stored_bytes + new.text.len() > self.config.log_cap_bytes {
+            let over_cap = state.stored_bytes + new.text.len() > self.config.log_cap_bytes;
+            let (text, stream) = if over_cap {
                 (
                     format!(
                         "{TRUNCATED} this job's stored log reached {} bytes; the rest was not stored",
@@ -357,6 +388,10 @@ impl Store for ConsulStore {
             state.bytes += line_bytes(&line);
             state.lines.push(line);
             changed = true;
+            if over_cap {
+                // The line that hit the cap was replaced by the marker in the store only.
+                state.keep_live(new);
+            }
         }
         for (number, chunk) in &full_chunks {
             let value = serde_json::to_vec(chunk).map_err(|e| StoreError::Unavailable(e.to_string()))?;
@@ -376,7 +411,10 @@ impl Store for ConsulStore {
     }
 
     async fn logs(&self, job: JobId, query: &LogQuery) -> Result<Vec<LogLine>, StoreError> {
-        let lines = self.all_lines(job).await?;
+        let mut lines = self.all_lines(job).await?;
+        if let Some(state) = self.logs.lock().await.get(&job).cloned() {
+            lines.extend(state.lock().await.overflow.iter().cloned());
+        }
         Ok(lines
             .into_iter()
             .filter(|l| l.seq > query.after)

@@ -142,15 +142,24 @@ async fn logs_span_chunks_and_survive_a_restart_of_the_replica() {
 #[tokio::test]
 async fn a_job_past_its_log_cap_gets_one_marker_line() {
     let consul = fake().await;
-    let store = store(&consul, ConsulStoreConfig { log_cap_bytes: 2500, ..ConsulStoreConfig::default() });
+    let driving = store(&consul, ConsulStoreConfig { log_cap_bytes: 2500, ..ConsulStoreConfig::default() });
+    let another = store(&consul, ConsulStoreConfig::default());
+    let store = driving;
     let record = record_with(JobId::new());
     store.insert(&record).await.unwrap();
     let text = "y".repeat(1000);
     let lines: Vec<NewLogLine> = (1..=5).map(|n| line(record.id, n, &text)).collect();
     store.append_logs(record.id, &lines).await.unwrap();
     store.append_logs(record.id, &[line(record.id, 6, "more")]).await.unwrap();
-    let stored = store.logs(record.id, &LogQuery::after(0, 100)).await.unwrap();
-    assert_eq!(stored.len(), 3, "two lines fit, then the marker: {stored:#?}");
-    assert_eq!(stored[2].stream, Stream::System);
-    assert!(stored[2].text.starts_with("log truncated:"), "{}", stored[2].text);
+    // In Consul: two lines fit, then the marker.
+    let archive = another.logs(record.id, &LogQuery::after(0, 100)).await.unwrap();
+    assert_eq!(archive.len(), 3, "{archive:#?}");
+    assert_eq!(archive[2].stream, Stream::System);
+    assert!(archive[2].text.starts_with("log truncated:"), "{}", archive[2].text);
+    // The live stream of the replica driving the job is not cut.
+    let live = store.logs(record.id, &LogQuery::after(0, 100)).await.unwrap();
+    let texts: Vec<&str> = live.iter().map(|l| l.text.as_str()).skip(3).collect();
+    assert_eq!(texts, [text.as_str(), text.as_str(), text.as_str(), "more"]);
+    let seqs: Vec<u64> = live.iter().map(|l| l.seq).collect();
+    assert_eq!(seqs, (1..=7).collect::<Vec<_>>());
 }
