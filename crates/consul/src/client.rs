@@ -432,7 +432,8 @@ impl ConsulClient {
         let mut timeout = self.config.timeout;
         if let Some(blocking) = blocking.filter(|b| b.index > 0) {
             query.push(("index", blocking.index.to_string()));
-            query.push(("wait", format!("{}ms", blocking.wait.as_millis())));
+            // Consul reads `wait=0` as "the default" (5 minutes): a near deadline waits 1 ms.
+            query.push(("wait", format!("{}ms", blocking.wait.as_millis().max(1))));
             timeout = blocking.wait + blocking.wait / 16 + self.config.timeout;
         }
         let pairs: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();

@@ -21,10 +21,10 @@ use tokio::sync::Mutex;
 
 use jobforge_core::logs::{LogLine, LogQuery, NewLogLine};
 use jobforge_core::ports::{HistoryPage, Store, StoreError};
-use jobforge_core::record::JobRecord;
+use jobforge_core::record::{JobRecord, KillRequest};
 use jobforge_core::{JobId, Phase, RunId, Stream, Timestamp};
 
-use crate::client::{ConsulClient, ConsulError};
+use crate::client::{Blocking, ConsulClient, ConsulError};
 
 /// Largest chunk of log lines in one key; Consul's default value limit is 512 KiB.
 const CHUNK_BYTES: usize = 32 * 1024;
@@ -106,6 +106,10 @@ impl ConsulStore {
         format!("{}/logs/{id}/", self.config.prefix)
     }
 
+    fn kills_prefix(&self) -> String {
+        format!("{}/kill/", self.config.prefix)
+    }
+
     fn chunk_key(&self, id: JobId, chunk: u64) -> String {
         format!("{}{chunk:08}", self.logs_prefix(id))
     }
@@ -146,6 +150,8 @@ impl ConsulStore {
         }
         self.versions.lock().unwrap_or_else(|e| e.into_inner()).remove(&record.id);
         self.logs.lock().await.remove(&record.id);
+        // A kill request that arrived too late has nothing left to do.
+        self.client.delete(&format!("{}{}", self.kills_prefix(), record.id), None).await.map_err(unavailable)?;
         self.prune_history().await
     }
 
@@ -440,5 +446,57 @@ impl Store for ConsulStore {
             Ok(_) => Err(StoreError::Unavailable("Consul has no cluster leader".into())),
             Err(error) => Err(unavailable(error)),
         }
+    }
+
+    async fn request_kill(&self, id: JobId, request: &KillRequest) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(request).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let key = format!("{}{id}", self.kills_prefix());
+        self.client.put(&key, &value, None).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn kill_requests(
+        &self,
+        version: u64,
+        limit: std::time::Duration,
+    ) -> Result<(u64, Vec<(JobId, KillRequest)>), StoreError> {
+        let prefix = self.kills_prefix();
+        let blocking = (version > 0).then_some(Blocking { index: version, wait: limit });
+        let (entries, meta) = self.client.list(&prefix, blocking).await.map_err(unavailable)?;
+        let requests = entries
+            .iter()
+            .filter_map(|entry| {
+                let id: JobId = entry.key.strip_prefix(&prefix)?.parse().ok()?;
+                match serde_json::from_slice(&entry.value) {
+                    Ok(request) => Some((id, request)),
+                    Err(error) => {
+                        tracing::warn!(key = %entry.key, %error, "ignoring an unreadable kill request");
+                        None
+                    }
+                }
+            })
+            .collect();
+        let mut next = Blocking { index: version, wait: limit };
+        next.advance(meta.index);
+        Ok((next.index, requests))
+    }
+
+    async fn forget_kill_request(&self, id: JobId) -> Result<(), StoreError> {
+        self.client.delete(&format!("{}{id}", self.kills_prefix()), None).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Blocks on the record's key and on its log chunks at once; one index serves both, as
+    /// Consul's indexes are one raft sequence.
+    async fn job_changed(&self, id: JobId, version: u64, limit: std::time::Duration) -> Result<u64, StoreError> {
+        let blocking = (version > 0).then_some(Blocking { index: version, wait: limit });
+        let (record, logs) = (self.job_key(id), self.logs_prefix(id));
+        let index = tokio::select! {
+            answer = self.client.get(&record, blocking) => answer.map_err(unavailable)?.1.index,
+            answer = self.client.list(&logs, blocking) => answer.map_err(unavailable)?.1.index,
+        };
+        let mut next = Blocking { index: version, wait: limit };
+        next.advance(index);
+        Ok(next.index)
     }
 }

@@ -163,3 +163,57 @@ async fn a_job_past_its_log_cap_gets_one_marker_line() {
     let seqs: Vec<u64> = live.iter().map(|l| l.seq).collect();
     assert_eq!(seqs, (1..=7).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn kill_requests_wake_a_waiting_replica_and_are_forgotten_once_carried_out() {
+    use jobforge_core::record::KillRequest;
+    let consul = fake().await;
+    let (driving, other) = (store(&consul, ConsulStoreConfig::default()), store(&consul, ConsulStoreConfig::default()));
+    let record = record_with(JobId::new());
+    driving.insert(&record).await.unwrap();
+    let (version, requests) = driving.kill_requests(0, Duration::from_secs(10)).await.unwrap();
+    assert!(requests.is_empty());
+
+    let waiting = tokio::spawn({
+        let driving = driving.clone();
+        async move { driving.kill_requests(version, Duration::from_secs(30)).await.unwrap() }
+    });
+    let request = KillRequest { at: Timestamp::now(), by: Some("agent".into()), reason: Some("stop".into()) };
+    other.request_kill(record.id, &request).await.unwrap();
+    let (version, requests) = tokio::time::timeout(Duration::from_secs(10), waiting).await.unwrap().unwrap();
+    assert_eq!(requests, [(record.id, request)]);
+
+    driving.forget_kill_request(record.id).await.unwrap();
+    let (_, requests) = driving.kill_requests(version, Duration::from_secs(10)).await.unwrap();
+    assert!(requests.is_empty(), "{requests:?}");
+}
+
+#[tokio::test]
+async fn a_reader_on_another_replica_is_woken_by_new_lines_and_record_changes() {
+    let consul = fake().await;
+    let (driving, reader) =
+        (store(&consul, ConsulStoreConfig::default()), store(&consul, ConsulStoreConfig::default()));
+    let mut record = record_with(JobId::new());
+    driving.insert(&record).await.unwrap();
+    let id = record.id;
+    let version = reader.job_changed(id, 0, Duration::from_secs(10)).await.unwrap();
+    let version = reader.job_changed(id, version, Duration::from_millis(10)).await.unwrap();
+    let quiet =
+        tokio::time::timeout(Duration::from_millis(300), reader.job_changed(id, version, Duration::from_secs(30)));
+    assert!(quiet.await.is_err(), "nothing changed, so the wait goes on");
+
+    let after_line = tokio::spawn({
+        let reader = reader.clone();
+        async move { reader.job_changed(id, version, Duration::from_secs(30)).await.unwrap() }
+    });
+    driving.append_logs(id, &[line(id, 1, "hello")]).await.unwrap();
+    let version = tokio::time::timeout(Duration::from_secs(10), after_line).await.unwrap().unwrap();
+
+    let after_update = tokio::spawn({
+        let reader = reader.clone();
+        async move { reader.job_changed(id, version, Duration::from_secs(30)).await.unwrap() }
+    });
+    record.status = JobStatus::Building;
+    driving.update(&record).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), after_update).await.unwrap().unwrap();
+}

@@ -16,6 +16,7 @@ mod decide;
 mod driver;
 mod process_locks;
 mod pump;
+mod requests;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -147,6 +148,10 @@ pub enum KillError {
     Finished { id: JobId, status: JobStatus },
     #[error("the engine is shutting down")]
     ShuttingDown,
+    /// The job is driven by another replica, which did not act on the request in time. The
+    /// request stays: it is carried out when that replica, or the one taking over, gets to it.
+    #[error("{0}")]
+    Unanswered(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -206,6 +211,8 @@ struct Inner {
     /// Cancelled when this instance loses its locks: its drivers stop, and jobs are taken
     /// again (here or by another replica). A child of `shutdown`, replaced after each loss.
     drivers_token: Mutex<CancellationToken>,
+    /// Woken when this instance took jobs over: kill requests left for them are delivered.
+    requests: tokio::sync::Notify,
 }
 
 /// The job engine. Cheap to clone; all clones drive the same jobs.
@@ -227,6 +234,7 @@ impl Engine {
                 slots,
                 tracker: TaskTracker::new(),
                 drivers_token: Mutex::new(shutdown.child_token()),
+                requests: tokio::sync::Notify::new(),
                 shutdown,
             }),
         }
@@ -258,6 +266,8 @@ impl Engine {
         recovery.removed = self.remove_orphans().await?;
         let engine = self.clone();
         tokio::spawn(async move { engine.keep_taking_over().await });
+        let engine = self.clone();
+        tokio::spawn(async move { engine.forward_kill_requests().await });
         Ok(recovery)
     }
 
@@ -306,7 +316,10 @@ impl Engine {
                 },
             }
             match self.take_over().await {
-                Ok(taken) if !taken.is_empty() => tracing::info!(?taken, "took jobs over"),
+                Ok(taken) if !taken.is_empty() => {
+                    tracing::info!(?taken, "took jobs over");
+                    self.inner.requests.notify_one();
+                }
                 Ok(_) => {}
                 Err(err) => tracing::warn!(error = %err, "cannot list live jobs"),
             }
@@ -436,27 +449,33 @@ impl Engine {
     /// the job ends `KILLED`. Returns the record once the kill is persisted, before the work
     /// has stopped.
     pub async fn kill(&self, id: JobId, by: Option<String>, reason: Option<String>) -> Result<JobRecord, KillError> {
-        let commands = {
-            let drivers = self.inner.drivers.lock().unwrap_or_else(|e| e.into_inner());
-            drivers.get(&id).map(|handle| handle.commands.clone())
-        };
-        let finished = |record: Option<JobRecord>| match record {
-            None => KillError::NotFound(id),
-            Some(record) => KillError::Finished { id, status: record.status },
-        };
-        let Some(commands) = commands else {
-            return Err(finished(self.get(id).await?));
+        let request = KillRequest { at: Timestamp::now(), by, reason };
+        let Some(commands) = self.commands(id) else {
+            return self.kill_undriven(id, request).await;
         };
         let (reply, answer) = oneshot::channel();
-        let request = KillRequest { at: Timestamp::now(), by, reason };
-        if commands.send(Command::Kill { request, reply }).await.is_err() {
+        if commands.send(Command::Kill { request: request.clone(), reply }).await.is_err() {
             // The driver ended between the lookup and the send.
-            return Err(finished(self.get(id).await?));
+            return self.kill_undriven(id, request).await;
         }
         match answer.await {
             Ok(result) => result,
             Err(_) if self.inner.shutdown.is_cancelled() => Err(KillError::ShuttingDown),
-            Err(_) => Err(finished(self.get(id).await?)),
+            Err(_) => self.kill_undriven(id, request).await,
+        }
+    }
+
+    fn commands(&self, id: JobId) -> Option<mpsc::Sender<Command>> {
+        let drivers = self.inner.drivers.lock().unwrap_or_else(|e| e.into_inner());
+        drivers.get(&id).map(|handle| handle.commands.clone())
+    }
+
+    /// Kill a job no driver of this instance drives: finished, or driven by another replica.
+    async fn kill_undriven(&self, id: JobId, request: KillRequest) -> Result<JobRecord, KillError> {
+        match self.get(id).await? {
+            None => Err(KillError::NotFound(id)),
+            Some(record) if record.status.is_terminal() => Err(KillError::Finished { id, status: record.status }),
+            Some(record) => self.kill_elsewhere(record, request).await,
         }
     }
 
@@ -476,6 +495,10 @@ impl Engine {
             // The driver removes everything itself once the job is over; wait for it.
             self.wait_for_driver(id).await;
             return Ok(vec!["job stopped; its temp image and runs were removed".into()]);
+        }
+        if !record.status.is_terminal() {
+            // Driven by another replica: it stops the job and removes what it leaves.
+            return self.cleanup_elsewhere(record).await;
         }
         Ok(driver::remove_leftovers(&self.inner.ports, &self.settings(), &record).await)
     }

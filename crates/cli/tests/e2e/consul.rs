@@ -203,3 +203,69 @@ async fn when_a_replica_dies_mid_pipeline_another_finishes_the_job_exactly_once(
     assert_eq!(seqs, (1..=logs.len() as u64).collect::<Vec<_>>(), "no gap, no line twice");
     assert!(second.log().contains("took jobs over"), "the surviving replica says so:\n{}", second.log());
 }
+
+/// Any replica answers for any job: a kill, a cleanup or an event stream reaching a replica
+/// that does not drive the job goes through Consul to the one that does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_not_driving_a_job_streams_kills_and_cleans_it_up() {
+    use futures::StreamExt;
+    use jobforge_client::Event;
+
+    let consul = FakeConsul::start(FakeConsulConfig::new()).await;
+    let registry = TestRegistry::start();
+    let dirs = tempfile::tempdir().unwrap();
+    let url = consul.url();
+    let args = ["--store", "consul", "--consul-addr", &url];
+    let driving = Service::start(&dirs.path().join("a"), &registry, &args);
+    let other = Service::start(&dirs.path().join("b"), &registry, &args);
+    let (a, b) = (driving.client(), other.client());
+    let repo = repo_with_dockerfile(&format!("{BUSYBOX_BASE}RUN echo building slowly && sleep 60\n"));
+
+    // Killed through the other replica, watched through it to the end.
+    let killed = a.submit(&job(&repo.file_url(), &registry, "app", &["v1"])).await.unwrap().job_id;
+    let mut events = b.events(killed, 0, None).await.unwrap();
+    let streamed = async {
+        while let Some(event) = events.next().await {
+            if let Event::Log(line) = event.unwrap()
+                && line.text.contains("building slowly")
+            {
+                return;
+            }
+        }
+        panic!("the stream ended before the build's output");
+    };
+    tokio::time::timeout(Duration::from_secs(60), streamed).await.expect("the other replica streamed no build output");
+    let view = b.kill(killed, Some("agent"), Some("wrong base image")).await.unwrap();
+    let kill = view.kill.expect("the kill is recorded once the call returns");
+    assert_eq!(kill.reason.as_deref(), Some("wrong base image"));
+    let end = async {
+        while let Some(event) = events.next().await {
+            if let Event::End(view) = event.unwrap() {
+                return view;
+            }
+        }
+        panic!("the stream ended without an end event");
+    };
+    let end = tokio::time::timeout(Duration::from_secs(60), end).await.expect("no end event");
+    assert_eq!(end.status, JobStatus::Killed, "{end:#?}\n{}", driving.log());
+    // The service's log is written in the background: give it a moment to show.
+    let carried_out = async {
+        while !driving.log().contains("kill requested") {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), carried_out).await.expect("the driving replica carried it out");
+    assert!(!other.log().contains("kill requested"), "{}", other.log());
+
+    // Cleaned up through the other replica while running: stopped, and its leftovers removed.
+    let cleaned = a.submit(&job(&repo.file_url(), &registry, "app", &["v2"])).await.unwrap().job_id;
+    wait_line(&b, cleaned, "building slowly").await;
+    let answer = b.cleanup(cleaned).await.unwrap();
+    assert!(answer.removed.iter().any(|r| r.contains("instance driving it")), "{answer:?}");
+    let view = b.job(cleaned).await.unwrap();
+    assert_eq!((view.status, view.cleaned_up), (JobStatus::Killed, true), "{view:#?}");
+
+    // A finished job is still refused as such, wherever asked.
+    let error = b.kill(killed, None, None).await.unwrap_err();
+    assert_eq!(error.status(), Some(409), "{error}");
+}

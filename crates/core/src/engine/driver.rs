@@ -84,8 +84,11 @@ impl<'a> Driver<'a> {
             }
             // Refuse kills that arrive after the end, so callers hear "finished".
             self.inbox.close();
+            // (A driver stopping before the end drops them: the caller asks the next driver.)
             while let Ok(Command::Kill { reply, .. }) = self.inbox.try_recv() {
-                let _ = reply.send(Err(super::KillError::Finished { id: record.id, status: record.status }));
+                if record.status.is_terminal() {
+                    let _ = reply.send(Err(super::KillError::Finished { id: record.id, status: record.status }));
+                }
             }
         }
         .instrument(span)
@@ -186,6 +189,11 @@ impl<'a> Driver<'a> {
         shutdown: &CancellationToken,
     ) -> Result<(), Shutdown> {
         let Command::Kill { request, reply } = command;
+        if record.kill.is_some() {
+            // Already being killed (a repeated or forwarded request): the first one stands.
+            let _ = reply.send(Ok(record.clone()));
+            return Ok(());
+        }
         tracing::info!(by = ?request.by, reason = ?request.reason, "kill requested");
         let phase = record.phase().unwrap_or(Phase::Build);
         let text = kill_text(&request);

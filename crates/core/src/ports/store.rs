@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use crate::id::{JobId, RunId};
 use crate::logs::{LogLine, LogQuery, NewLogLine};
-use crate::record::JobRecord;
+use crate::record::{JobRecord, KillRequest};
 use crate::status::Phase;
 
 /// One page of history, newest first.
@@ -68,4 +68,42 @@ pub trait Store: Send + Sync + 'static {
     async fn tail(&self, job: JobId, phase: Phase, test: Option<u32>, n: usize) -> Result<Vec<LogLine>, StoreError>;
 
     async fn check(&self) -> Result<(), StoreError>;
+
+    // Requests and change signals between replicas. A store used by one service instance only
+    // keeps the defaults: there every live job is driven by that instance, which learns of
+    // changes from its own drivers.
+
+    /// Leave a kill request for the instance that drives job `id` (another replica).
+    async fn request_kill(&self, id: JobId, request: &KillRequest) -> Result<(), StoreError> {
+        let _ = request;
+        Err(StoreError::Unavailable(format!("job {id} has no driver here, and this store reaches no other instance")))
+    }
+
+    /// Kill requests left for jobs: the current ones once the store changed since `version`
+    /// (0: at once), or none after `limit`. Returns the version to wait on next.
+    async fn kill_requests(
+        &self,
+        version: u64,
+        limit: std::time::Duration,
+    ) -> Result<(u64, Vec<(JobId, KillRequest)>), StoreError> {
+        tokio::time::sleep(limit).await;
+        Ok((version, Vec::new()))
+    }
+
+    /// Remove the kill request of job `id` (carried out, or no longer needed).
+    async fn forget_kill_request(&self, id: JobId) -> Result<(), StoreError> {
+        let _ = id;
+        Ok(())
+    }
+
+    /// Wait until the record or the logs of job `id` may have changed since `version` (0: answer
+    /// at once), or `limit` passed; returns the version to wait on next. For readers on an
+    /// instance that does not drive the job. The default can only wait a little and say "maybe".
+    async fn job_changed(&self, id: JobId, version: u64, limit: std::time::Duration) -> Result<u64, StoreError> {
+        let _ = id;
+        if version > 0 {
+            tokio::time::sleep(limit.min(std::time::Duration::from_millis(200))).await;
+        }
+        Ok(version + 1)
+    }
 }

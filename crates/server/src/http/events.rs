@@ -1,8 +1,9 @@
 //! `GET /v1/jobs/{id}/events`: the job's status and log lines as Server-Sent Events, from the
 //! archive first and then live, ending with `end` once the job has finished.
 //!
-//! A task per stream reads the store and waits on the engine's change signal; it never polls
-//! on a timer, and it stops when the client goes away or the service shuts down.
+//! A task per stream reads the store and waits on the change signal of the job's driver, or,
+//! when another replica drives the job, on the store's; it stops when the client goes away or
+//! the service shuts down.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -87,6 +88,7 @@ impl Feed {
         // Subscribe before the first read, so no change between the read and the wait is lost.
         let mut changes = self.engine.watch(self.id);
         let mut last_update: Option<Timestamp> = None;
+        let mut store_version = 0;
         loop {
             self.send_lines().await?;
             let record = self.engine.get(self.id).await?.ok_or(FeedError::Vanished)?;
@@ -109,8 +111,14 @@ impl Feed {
                     _ = self.tx.closed() => return Err(FeedError::Gone),
                 },
                 None => {
-                    // Live but no driver: only for an instant around a driver's start or end.
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    // Driven by another replica (or between two drivers): the store says when
+                    // the job changes.
+                    tokio::select! {
+                        next = self.engine.job_changed(self.id, store_version, Duration::from_secs(30)) => {
+                            store_version = next?;
+                        }
+                        _ = self.tx.closed() => return Err(FeedError::Gone),
+                    }
                     changes = self.engine.watch(self.id);
                 }
             }

@@ -176,7 +176,7 @@ fn kill_error(err: KillError) -> ApiError {
     match err {
         KillError::NotFound(id) => not_found(id),
         KillError::Finished { .. } => ApiError::Conflict(err.to_string()),
-        KillError::ShuttingDown => ApiError::Unavailable(err.to_string()),
+        KillError::ShuttingDown | KillError::Unanswered(_) => ApiError::Unavailable(err.to_string()),
         KillError::Store(err) => ApiError::internal("could not record the kill", err),
     }
 }
