@@ -9,8 +9,9 @@
 //! Each replica remembers the ModifyIndex it last wrote or read per record; an update that finds
 //! another index fails with `Conflict` (another replica drives the job now). Logs are appended
 //! by the job's one driver: the current chunk is rewritten as lines arrive, and a new chunk is
-//! started when it is full. Past the per-job cap, one marker line says the rest was not stored;
-//! the live stream is not cut: later lines are served from memory while the job runs here.
+//! started when it is full. Past the per-job cap, one marker line says the rest was not stored
+//! in chunks; the live stream is not cut: later lines are served from memory on the driving
+//! replica, and the newest of them (64 KiB) from a ring key that every replica reads.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -84,9 +85,9 @@ struct LogState {
     truncated: bool,
     origins: HashSet<(RunId, u64)>,
     last_line: HashMap<RunId, u64>,
-    /// Lines past the cap: not stored, but kept here (the newest, up to a bound) so that the
-    /// live stream of this replica goes on.
-    overflow: VecDeque<LogLine>,
+    /// Lines past the cap: not stored in chunks, but kept here (the newest, up to a bound) so
+    /// that the live stream goes on; the newest of them are also in the job's ring key.
+    overflow: VecDeque<StoredLine>,
 }
 
 impl ConsulStore {
@@ -108,6 +109,11 @@ impl ConsulStore {
 
     fn kills_prefix(&self) -> String {
         format!("{}/kill/", self.config.prefix)
+    }
+
+    /// Not a number, so never read as a chunk.
+    fn ring_key(&self, id: JobId) -> String {
+        format!("{}live", self.logs_prefix(id))
     }
 
     fn chunk_key(&self, id: JobId, chunk: u64) -> String {
@@ -199,6 +205,11 @@ impl ConsulStore {
                 state.lines.push(line);
             }
         }
+        for line in self.read_ring(job).await? {
+            if line.line.seq > state.last_seq {
+                state.note_overflow(line);
+            }
+        }
         let state = Arc::new(Mutex::new(state));
         Ok(self.logs.lock().await.entry(job).or_insert(state).clone())
     }
@@ -218,8 +229,26 @@ impl ConsulStore {
         Ok(chunks)
     }
 
+    async fn read_ring(&self, job: JobId) -> Result<Vec<StoredLine>, StoreError> {
+        let (entry, _) = self.client.get(&self.ring_key(job), None).await.map_err(unavailable)?;
+        let Some(entry) = entry else { return Ok(Vec::new()) };
+        serde_json::from_slice(&entry.value).map_err(|e| StoreError::Corrupt { id: entry.key, message: e.to_string() })
+    }
+
+    /// Every line of a job: the chunks, then the lines past the cap (from memory on the
+    /// replica driving the job, else from its ring key).
     async fn all_lines(&self, job: JobId) -> Result<Vec<LogLine>, StoreError> {
-        Ok(self.read_chunks(job).await?.into_iter().flat_map(|(_, lines)| lines).map(|s| s.line).collect())
+        let mut lines: Vec<LogLine> =
+            self.read_chunks(job).await?.into_iter().flat_map(|(_, lines)| lines).map(|s| s.line).collect();
+        let stored = lines.last().map_or(0, |l| l.seq);
+        let local = match self.logs.lock().await.get(&job).cloned() {
+            Some(state) => state.lock().await.overflow.iter().map(|l| l.line.clone()).collect(),
+            None => Vec::new(),
+        };
+        let overflow =
+            if local.is_empty() { self.read_ring(job).await?.into_iter().map(|l| l.line).collect() } else { local };
+        lines.extend(overflow.into_iter().filter(|l| l.seq > stored));
+        Ok(lines)
     }
 
     async fn exists(&self, job: JobId) -> Result<bool, StoreError> {
@@ -247,10 +276,22 @@ impl LogState {
     }
 
     /// Keeps a line past the cap in memory (the newest, up to a bound), so that the live stream
-    /// of this replica goes on although the store holds no more.
+    /// goes on although the chunks hold no more.
     fn keep_live(&mut self, new: &NewLogLine) {
-        self.last_seq += 1;
-        if let Some(origin) = &new.origin {
+        let line = LogLine {
+            seq: self.last_seq + 1,
+            ts: new.ts,
+            phase: new.phase,
+            test: new.test,
+            stream: new.stream,
+            text: new.text.clone(),
+        };
+        self.note_overflow(StoredLine { line, origin: new.origin.clone() });
+    }
+
+    fn note_overflow(&mut self, line: StoredLine) {
+        self.last_seq = self.last_seq.max(line.line.seq);
+        if let Some(origin) = &line.origin {
             let last = self.last_line.entry(origin.0.clone()).or_default();
             *last = (*last).max(origin.1);
             self.origins.insert(origin.clone());
@@ -258,14 +299,23 @@ impl LogState {
         if self.overflow.len() == OVERFLOW_LINES {
             self.overflow.pop_front();
         }
-        self.overflow.push_back(LogLine {
-            seq: self.last_seq,
-            ts: new.ts,
-            phase: new.phase,
-            test: new.test,
-            stream: new.stream,
-            text: new.text.clone(),
-        });
+        self.overflow.push_back(line);
+    }
+
+    /// The newest overflow lines that fit in the ring key.
+    fn ring(&self) -> Vec<&StoredLine> {
+        let mut bytes = 0;
+        let mut ring: Vec<&StoredLine> = self
+            .overflow
+            .iter()
+            .rev()
+            .take_while(|line| {
+                bytes += line_bytes(line);
+                bytes <= RING_BYTES
+            })
+            .collect();
+        ring.reverse();
+        ring
     }
 }
 
@@ -274,6 +324,11 @@ const TRUNCATED: &str = "log truncated:";
 
 /// Lines past the cap kept in memory for the live stream, at most.
 const OVERFLOW_LINES: usize = 100_000;
+
+/// The newest lines past the cap, for readers on other replicas and for a driver taking the
+/// job over, are rewritten into one key of at most this size: the live stream on every replica
+/// goes on, and the store holds a constant amount more.
+const RING_BYTES: usize = 64 * 1024;
 
 fn line_bytes(line: &StoredLine) -> usize {
     line.line.text.len() + 96
@@ -358,6 +413,7 @@ impl Store for ConsulStore {
         }
         let mut full_chunks: Vec<(u64, Vec<StoredLine>)> = Vec::new();
         let mut changed = false;
+        let mut overflowed = false;
         for new in lines {
             if let Some(origin) = &new.origin
                 && state.origins.contains(origin)
@@ -366,6 +422,7 @@ impl Store for ConsulStore {
             }
             if state.truncated {
                 state.keep_live(new);
+                overflowed = true;
                 continue;
             }
             let over_cap = state.stored_bytes + new.text.len() > self.config.log_cap_bytes;
@@ -395,8 +452,9 @@ impl Store for ConsulStore {
             state.lines.push(line);
             changed = true;
             if over_cap {
-                // The line that hit the cap was replaced by the marker in the store only.
+                // The line that hit the cap was replaced by the marker in the chunks only.
                 state.keep_live(new);
+                overflowed = true;
             }
         }
         for (number, chunk) in &full_chunks {
@@ -406,6 +464,10 @@ impl Store for ConsulStore {
         if changed {
             let value = serde_json::to_vec(&state.lines).map_err(|e| StoreError::Unavailable(e.to_string()))?;
             self.client.put(&self.chunk_key(job, state.chunk), &value, None).await.map_err(unavailable)?;
+        }
+        if overflowed {
+            let value = serde_json::to_vec(&state.ring()).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            self.client.put(&self.ring_key(job), &value, None).await.map_err(unavailable)?;
         }
         Ok(state.last_seq)
     }
@@ -417,10 +479,7 @@ impl Store for ConsulStore {
     }
 
     async fn logs(&self, job: JobId, query: &LogQuery) -> Result<Vec<LogLine>, StoreError> {
-        let mut lines = self.all_lines(job).await?;
-        if let Some(state) = self.logs.lock().await.get(&job).cloned() {
-            lines.extend(state.lock().await.overflow.iter().cloned());
-        }
+        let lines = self.all_lines(job).await?;
         Ok(lines
             .into_iter()
             .filter(|l| l.seq > query.after)

@@ -140,28 +140,38 @@ async fn logs_span_chunks_and_survive_a_restart_of_the_replica() {
 }
 
 #[tokio::test]
-async fn a_job_past_its_log_cap_gets_one_marker_line() {
+async fn a_job_past_its_log_cap_gets_one_marker_line_and_its_live_stream_goes_on() {
     let consul = fake().await;
-    let driving = store(&consul, ConsulStoreConfig { log_cap_bytes: 2500, ..ConsulStoreConfig::default() });
-    let another = store(&consul, ConsulStoreConfig::default());
-    let store = driving;
+    let capped = ConsulStoreConfig { log_cap_bytes: 2500, ..ConsulStoreConfig::default() };
+    let (driving, another) = (store(&consul, capped.clone()), store(&consul, capped.clone()));
     let record = record_with(JobId::new());
-    store.insert(&record).await.unwrap();
+    driving.insert(&record).await.unwrap();
     let text = "y".repeat(1000);
     let lines: Vec<NewLogLine> = (1..=5).map(|n| line(record.id, n, &text)).collect();
-    store.append_logs(record.id, &lines).await.unwrap();
-    store.append_logs(record.id, &[line(record.id, 6, "more")]).await.unwrap();
-    // In Consul: two lines fit, then the marker.
-    let archive = another.logs(record.id, &LogQuery::after(0, 100)).await.unwrap();
-    assert_eq!(archive.len(), 3, "{archive:#?}");
-    assert_eq!(archive[2].stream, Stream::System);
-    assert!(archive[2].text.starts_with("log truncated:"), "{}", archive[2].text);
-    // The live stream of the replica driving the job is not cut.
-    let live = store.logs(record.id, &LogQuery::after(0, 100)).await.unwrap();
-    let texts: Vec<&str> = live.iter().map(|l| l.text.as_str()).skip(3).collect();
-    assert_eq!(texts, [text.as_str(), text.as_str(), text.as_str(), "more"]);
-    let seqs: Vec<u64> = live.iter().map(|l| l.seq).collect();
-    assert_eq!(seqs, (1..=7).collect::<Vec<_>>());
+    driving.append_logs(record.id, &lines).await.unwrap();
+    driving.append_logs(record.id, &[line(record.id, 6, "more")]).await.unwrap();
+
+    // Two lines fit in the stored chunks, then the marker; the rest is streamed on, on the
+    // replica driving the job and on any other.
+    for replica in [&driving, &another] {
+        let live = replica.logs(record.id, &LogQuery::after(0, 100)).await.unwrap();
+        assert_eq!(live[2].stream, Stream::System);
+        assert!(live[2].text.starts_with("log truncated:"), "{}", live[2].text);
+        let texts: Vec<&str> = live.iter().map(|l| l.text.as_str()).skip(3).collect();
+        assert_eq!(texts, [text.as_str(), text.as_str(), text.as_str(), "more"]);
+        let seqs: Vec<u64> = live.iter().map(|l| l.seq).collect();
+        assert_eq!(seqs, (1..=7).collect::<Vec<_>>());
+    }
+
+    // A replica taking the job over goes on where the last driver stopped.
+    let taking_over = store(&consul, capped);
+    let run = RunKey::build(record.id).id();
+    assert_eq!(taking_over.last_line(record.id, &run).await.unwrap(), 6);
+    assert_eq!(taking_over.append_logs(record.id, &[line(record.id, 6, "more")]).await.unwrap(), 7, "no line twice");
+    assert_eq!(taking_over.append_logs(record.id, &[line(record.id, 7, "last")]).await.unwrap(), 8);
+    let tail = taking_over.tail(record.id, Phase::Build, None, 2).await.unwrap();
+    let texts: Vec<&str> = tail.iter().map(|l| l.text.as_str()).collect();
+    assert_eq!(texts, ["more", "last"], "a failure's tail shows the last lines, not the marker");
 }
 
 #[tokio::test]

@@ -389,16 +389,26 @@ impl Engine {
         }
         let temp_image = temp_image(&settings, &spec, id);
         let record = JobRecord::new(id, spec, temp_image, Timestamp::now());
-        ports.store.insert(&record).await?;
-        // A new job's ownership lock is free: whoever inserted it drives it. Should taking it
-        // fail, the job is stored and taken over when the locks next change hands.
-        match ports.locks.try_lock(&LockKey::owner(id), id).await {
-            Ok(true) => {}
-            Ok(false) => return Ok(record),
+        // Lock, then insert: once the job is in the store, other replicas may try to take it
+        // over, and it must be ours by then. (No one else knows the new id, so the lock is free
+        // unless the lock store cannot be reached.)
+        let key = LockKey::owner(id);
+        let owned = match ports.locks.try_lock(&key, id).await {
+            Ok(owned) => owned,
             Err(err) => {
                 tracing::warn!(job_id = %id, error = %err, "cannot take the ownership lock of a new job");
-                return Ok(record);
+                false
             }
+        };
+        if let Err(err) = ports.store.insert(&record).await {
+            if owned && let Err(unlock) = ports.locks.unlock(&key, id).await {
+                tracing::warn!(job_id = %id, error = %unlock, "cannot give back the ownership lock of a job not stored");
+            }
+            return Err(err.into());
+        }
+        if !owned {
+            // Stored: taken over when the locks next change hands.
+            return Ok(record);
         }
         tracing::info!(job_id = %id, image = %record.spec.image_name, "job submitted");
         self.spawn_driver(record.clone());
