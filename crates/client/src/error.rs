@@ -107,38 +107,13 @@ fn api_message(status: &u16, body: &ErrorBody) -> String {
     text
 }
 
-/// The innermost cause, which says what happened ("connection refused") where the outer ones
-/// only say what was being done ("error sending request for url ...").
 fn root_cause(error: &reqwest::Error) -> String {
-    let mut cause: &dyn std::error::Error = error;
-    while let Some(source) = cause.source() {
-        cause = source;
-    }
-    let text = cause.to_string();
-    // "Connection refused (os error 111)" → "connection refused".
-    let text = match text.rfind(" (os error ") {
-        Some(at) if text.ends_with(')') => &text[..at],
-        Some(_) | None => &text,
-    };
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => error.to_string(),
-    }
+    jobforge_core::error_text::root_cause(error)
 }
 
 /// A short, one-line quote of a body, for messages.
 pub(crate) fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if text.is_empty() {
-        return "an empty body".to_owned();
-    }
-    let mut quoted: String = text.chars().take(EXCERPT_CHARS).collect();
-    if quoted.len() < text.len() {
-        quoted.push('…');
-    }
-    format!("{quoted:?}")
+    jobforge_core::error_text::quote(body, EXCERPT_CHARS).unwrap_or_else(|| "an empty body".to_owned())
 }
 
 pub(crate) fn seconds(duration: Duration) -> String {

@@ -265,11 +265,7 @@ impl LogState {
     fn note(&mut self, line: &StoredLine) {
         self.last_seq = self.last_seq.max(line.line.seq);
         self.stored_bytes += line.line.text.len();
-        if let Some(origin) = &line.origin {
-            let last = self.last_line.entry(origin.0.clone()).or_default();
-            *last = (*last).max(origin.1);
-            self.origins.insert(origin.clone());
-        }
+        self.note_origin(line);
         if line.line.stream == Stream::System && line.line.text.starts_with(TRUNCATED) {
             self.truncated = true;
         }
@@ -289,13 +285,18 @@ impl LogState {
         self.note_overflow(StoredLine { line, origin: new.origin.clone() });
     }
 
-    fn note_overflow(&mut self, line: StoredLine) {
-        self.last_seq = self.last_seq.max(line.line.seq);
+    /// Remember that the line's (run, n) is archived, so replaying the run skips it.
+    fn note_origin(&mut self, line: &StoredLine) {
         if let Some(origin) = &line.origin {
             let last = self.last_line.entry(origin.0.clone()).or_default();
             *last = (*last).max(origin.1);
             self.origins.insert(origin.clone());
         }
+    }
+
+    fn note_overflow(&mut self, line: StoredLine) {
+        self.last_seq = self.last_seq.max(line.line.seq);
+        self.note_origin(&line);
         if self.overflow.len() == OVERFLOW_LINES {
             self.overflow.pop_front();
         }

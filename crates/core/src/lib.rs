@@ -12,6 +12,7 @@
 pub mod config;
 pub mod duration;
 pub mod engine;
+pub mod error_text;
 pub mod id;
 pub mod image;
 pub mod logs;

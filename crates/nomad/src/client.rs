@@ -21,6 +21,8 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use url::Url;
 
+use jobforge_core::error_text::root_cause;
+
 use crate::api::{
     AllocListStub, Allocation, DeregisterResponse, Evaluation, JobInfo, JobListStub, JobSummary, LogType,
     RegisterResponse,
@@ -541,37 +543,9 @@ pub(crate) fn describe_transport(error: &reqwest::Error) -> String {
     root_cause(error)
 }
 
-fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = error;
-    while let Some(source) = cause.source() {
-        cause = source;
-    }
-    let text = cause.to_string();
-    // "Connection refused (os error 111)" → "connection refused".
-    let text = match text.rfind(" (os error ") {
-        Some(at) if text.ends_with(')') => &text[..at],
-        Some(_) | None => &text,
-    };
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => error.to_string(),
-    }
-}
-
 /// A short, one-line quote of a body, for messages.
 fn excerpt(body: &[u8]) -> String {
-    const CHARS: usize = 200;
-    let text = String::from_utf8_lossy(body);
-    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if text.is_empty() {
-        return "empty".to_owned();
-    }
-    let mut quoted: String = text.chars().take(CHARS).collect();
-    if quoted.len() < text.len() {
-        quoted.push('…');
-    }
-    format!("{quoted:?}")
+    jobforge_core::error_text::quote(body, 200).unwrap_or_else(|| "empty".to_owned())
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! semantics, CAS and locks, sessions with TTLs, health lookups).
 
 pub mod fake_consul;
+mod fake_http;
 pub mod fake_nomad;
 pub mod git;
 pub mod net;

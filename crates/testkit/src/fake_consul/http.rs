@@ -25,6 +25,7 @@ use super::Inner;
 use super::acl::{self, Authz};
 use super::duration::{nanos_to_duration, parse_go_duration};
 use super::state::State as StoreState;
+use crate::fake_http::Parked;
 
 /// `DefaultQueryTime` and `MaxQueryTime` of a Consul server.
 const DEFAULT_WAIT: Duration = Duration::from_secs(300);
@@ -241,29 +242,13 @@ pub(crate) async fn blocking<T>(
             return (index.max(1), value);
         }
         if parked.is_none() {
-            parked = Some(Parked::new(inner));
+            parked = Some(Parked::new(&inner.waiting_queries));
         }
         tokio::select! {
             _ = changes.changed() => {}
             _ = tokio::time::sleep_until(deadline) => {}
             _ = inner.shutdown.cancelled() => {}
         }
-    }
-}
-
-/// Counts a blocking query as waiting while it lives (the tests' sync marker).
-struct Parked<'a>(&'a Inner);
-
-impl<'a> Parked<'a> {
-    fn new(inner: &'a Inner) -> Parked<'a> {
-        inner.waiting_queries.send_modify(|n| *n += 1);
-        Parked(inner)
-    }
-}
-
-impl Drop for Parked<'_> {
-    fn drop(&mut self) {
-        self.0.waiting_queries.send_modify(|n| *n = n.saturating_sub(1));
     }
 }
 

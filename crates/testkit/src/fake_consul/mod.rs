@@ -265,17 +265,7 @@ impl FakeConsul {
         tokio::spawn(session::reap(inner.clone()));
         let app = http::router(inner.clone());
         let shutdown = inner.shutdown.clone();
-        tokio::spawn(async move {
-            // Go sets TCP_NODELAY on every connection; without it a response's last small write
-            // waits for the peer's delayed ACK.
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await });
-            if let Err(error) = serve.await {
-                tracing::warn!(%error, "fake consul: the HTTP server stopped");
-            }
-        });
+        crate::fake_http::serve("fake consul", listener, app, shutdown);
         Ok(FakeConsul { addr, inner })
     }
 

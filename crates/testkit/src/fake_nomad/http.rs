@@ -22,6 +22,7 @@ use super::jobspec::{canonicalize, spec_of, validate};
 use super::records::now_nanos;
 use super::scheduler::{NOMAD_VERSION, new_eval};
 use super::state::{State as StoreState, Txn};
+use crate::fake_http::Parked;
 
 /// `MaxBlockingRPCQueryTime` and the default wait.
 const MAX_WAIT: Duration = Duration::from_secs(300);
@@ -342,29 +343,13 @@ async fn blocking<T>(
         }
         first = false;
         if parked.is_none() {
-            parked = Some(Parked::new(inner));
+            parked = Some(Parked::new(&inner.waiting_queries));
         }
         tokio::select! {
             _ = changes.changed() => {}
             _ = tokio::time::sleep_until(deadline.into()) => {}
             _ = inner.shutdown.cancelled() => {}
         }
-    }
-}
-
-/// Counts a blocking query as waiting while it lives (the tests' sync marker).
-struct Parked<'a>(&'a Inner);
-
-impl<'a> Parked<'a> {
-    fn new(inner: &'a Inner) -> Parked<'a> {
-        inner.waiting_queries.send_modify(|n| *n += 1);
-        Parked(inner)
-    }
-}
-
-impl Drop for Parked<'_> {
-    fn drop(&mut self) {
-        self.0.waiting_queries.send_modify(|n| *n = n.saturating_sub(1));
     }
 }
 

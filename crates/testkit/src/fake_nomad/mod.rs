@@ -152,17 +152,7 @@ impl FakeNomad {
         tokio::spawn(client::run(inner.clone()));
         let app = http::router(inner.clone());
         let shutdown = inner.shutdown.clone();
-        tokio::spawn(async move {
-            // Like Nomad (Go sets TCP_NODELAY on every connection): without it, the last small
-            // write of a response waits for the peer's delayed ACK, ~40 ms.
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await });
-            if let Err(error) = serve.await {
-                tracing::warn!(%error, "fake nomad: the HTTP server stopped");
-            }
-        });
+        crate::fake_http::serve("fake nomad", listener, app, shutdown);
         Ok(FakeNomad { addr, inner })
     }
 
