@@ -232,4 +232,10 @@ impl Locks for ConsulLocks {
     fn lost(&self) -> watch::Receiver<u64> {
         self.lost.subscribe()
     }
+
+    /// The session's lock-delay, and a little more: Consul counts it from the invalidation,
+    /// which a waiter hears of a moment later.
+    fn lock_delay(&self) -> Duration {
+        self.config.lock_delay + Duration::from_millis(100)
+    }
 }

@@ -10,11 +10,11 @@ use jobforge_core::JobId;
 use jobforge_core::ports::{LockKey, Locks};
 use jobforge_testkit::fake_consul::{FakeConsul, FakeConsulConfig};
 
-/// Sessions expire at their TTL, which may be a second: lock life can be watched in seconds.
+/// Session TTLs may be a second, so lock life can be watched in seconds; the rest is Consul's
+/// behaviour scaled down (an unrenewed session expires after twice its TTL).
 async fn quick_consul() -> FakeConsul {
     let mut config = FakeConsulConfig::new();
     config.ttl_min = Duration::from_secs(1);
-    config.ttl_multiplier = 1;
     FakeConsul::start(config).await
 }
 
@@ -76,8 +76,9 @@ async fn locks_outlive_the_ttl_while_renewed_and_pass_on_once_their_instance_is_
     let (job, other) = (JobId::new(), JobId::new());
     assert!(a.try_lock(&key, job).await.unwrap());
 
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(b.holder(&key).await.unwrap(), Some(job), "renewal keeps the lock past its 1 s TTL");
+    // Unrenewed, the session would have expired after 2 s.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    assert_eq!(b.holder(&key).await.unwrap(), Some(job), "renewal keeps the lock past twice its 1 s TTL");
     assert!(!b.try_lock(&key, other).await.unwrap());
 
     a_shutdown.cancel();
@@ -131,4 +132,32 @@ async fn a_session_destroyed_behind_the_instances_back_is_replaced_and_announced
     assert_eq!(b.holder(&key).await.unwrap(), None, "the lock went with the session");
     assert!(b.try_lock(&key, JobId::new()).await.unwrap(), "another instance takes the job over");
     assert!(!a.try_lock(&key, job).await.unwrap(), "and the old holder cannot take it back");
+}
+
+/// After its holder's session ends, Consul refuses a lock to everyone for the lock-delay, and
+/// nothing changes in KV when the delay is over: `lock_delay` says how long to wait.
+#[tokio::test]
+async fn a_dead_holders_lock_is_refused_for_the_lock_delay_then_granted() {
+    let consul = quick_consul().await;
+    let delayed = || ConsulLocksConfig { lock_delay: Duration::from_secs(1), ..config("a") };
+    let a = ConsulLocks::start(client(&consul), delayed(), CancellationToken::new()).await.unwrap();
+    let b = ConsulLocks::start(
+        client(&consul),
+        ConsulLocksConfig { instance: "b".into(), ..delayed() },
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let key = LockKey::owner(JobId::new());
+    assert!(a.try_lock(&key, JobId::new()).await.unwrap());
+    let http = client(&consul);
+    let (entry, _) = http.get(&format!("jobforge-service/locks/{key}"), None).await.unwrap();
+    http.destroy_session(&entry.and_then(|e| e.session).unwrap()).await.unwrap();
+
+    let other = JobId::new();
+    assert_eq!(b.holder(&key).await.unwrap(), None, "the lock is free");
+    assert!(!b.try_lock(&key, other).await.unwrap(), "but refused during the lock delay");
+    assert!(b.lock_delay() >= Duration::from_secs(1));
+    tokio::time::sleep(b.lock_delay()).await;
+    assert!(b.try_lock(&key, other).await.unwrap(), "granted once the delay is over");
 }

@@ -179,6 +179,16 @@ pub fn dry_run(settings: &Settings, mut spec: JobSpec) -> Vec<crate::ports::RunS
         .collect()
 }
 
+/// The longest a wait for lock changes lasts before the live jobs are looked at again.
+const TAKE_OVER_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// What one pass over the live jobs took, and whether a free lock was refused (lock-delay).
+#[derive(Debug, Default)]
+struct TakeOver {
+    taken: Vec<JobId>,
+    delayed: bool,
+}
+
 /// What start-up found and did.
 #[derive(Debug, Default)]
 pub struct Recovery {
@@ -213,6 +223,28 @@ struct Inner {
     drivers_token: Mutex<CancellationToken>,
     /// Woken when this instance took jobs over: kill requests left for them are delivered.
     requests: tokio::sync::Notify,
+    /// New jobs between their ownership lock and their driver's start: this instance drives
+    /// them already, so taking them over must not start a second driver.
+    accepting: Mutex<std::collections::HashSet<JobId>>,
+}
+
+/// Marks a job as being accepted by this instance for as long as it lives.
+struct Accepting<'a> {
+    inner: &'a Inner,
+    id: JobId,
+}
+
+impl<'a> Accepting<'a> {
+    fn new(inner: &'a Inner, id: JobId) -> Self {
+        inner.accepting.lock().unwrap_or_else(|e| e.into_inner()).insert(id);
+        Accepting { inner, id }
+    }
+}
+
+impl Drop for Accepting<'_> {
+    fn drop(&mut self) {
+        self.inner.accepting.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
+    }
 }
 
 /// The job engine. Cheap to clone; all clones drive the same jobs.
@@ -235,6 +267,7 @@ impl Engine {
                 tracker: TaskTracker::new(),
                 drivers_token: Mutex::new(shutdown.child_token()),
                 requests: tokio::sync::Notify::new(),
+                accepting: Mutex::new(std::collections::HashSet::new()),
                 shutdown,
             }),
         }
@@ -259,7 +292,7 @@ impl Engine {
     /// remove backend leftovers of jobs that are not live, then keep taking over jobs whose
     /// driver went away (another replica died) for as long as the service runs.
     pub async fn recover(&self) -> Result<Recovery, StoreError> {
-        let mut recovery = Recovery { resumed: self.take_over().await?, removed: Vec::new() };
+        let mut recovery = Recovery { resumed: self.take_over().await?.taken, removed: Vec::new() };
         for id in &recovery.resumed {
             tracing::info!(job_id = %id, "resuming job");
         }
@@ -272,30 +305,36 @@ impl Engine {
     }
 
     /// Drive every live job that has no driver and whose ownership lock is free.
-    async fn take_over(&self) -> Result<Vec<JobId>, StoreError> {
-        let mut taken = Vec::new();
+    async fn take_over(&self) -> Result<TakeOver, StoreError> {
+        let locks = &self.inner.ports.locks;
+        let mut outcome = TakeOver::default();
         for record in self.inner.ports.store.live().await? {
-            if self.watch(record.id).is_some() {
+            if self.is_driven_here(record.id) {
                 continue;
             }
-            match self.inner.ports.locks.try_lock(&LockKey::owner(record.id), record.id).await {
+            let key = LockKey::owner(record.id);
+            match locks.try_lock(&key, record.id).await {
                 Ok(true) => {
-                    taken.push(record.id);
+                    outcome.taken.push(record.id);
                     self.spawn_driver(record);
                 }
-                Ok(false) => {}
+                // Refused although nobody holds it: the lock store keeps a dead holder's lock
+                // for its lock-delay, and nothing will say when that is over.
+                Ok(false) => outcome.delayed |= matches!(locks.holder(&key).await, Ok(None)),
                 Err(err) => tracing::warn!(job_id = %record.id, error = %err, "cannot take a job's ownership lock"),
             }
         }
-        Ok(taken)
+        Ok(outcome)
     }
 
     /// Whenever locks change hands, take over the jobs left without a driver; whenever this
     /// instance loses its locks, stop its drivers first (the jobs may be driven elsewhere now).
+    /// A lock refused during its lock-delay is tried again once the delay is over.
     async fn keep_taking_over(&self) {
         let locks = self.inner.ports.locks.clone();
         let mut lost = locks.lost();
         let mut version = 0;
+        let mut wait = TAKE_OVER_WAIT;
         loop {
             tokio::select! {
                 _ = self.inner.shutdown.cancelled() => return,
@@ -306,7 +345,7 @@ impl Engine {
                     tracing::warn!("this instance lost its locks; stopping its drivers");
                     self.stop_drivers().await;
                 }
-                next = locks.changed(version, std::time::Duration::from_secs(300)) => match next {
+                next = locks.changed(version, wait) => match next {
                     Ok(next) => version = next,
                     Err(err) => {
                         tracing::warn!(error = %err, "cannot watch the locks");
@@ -315,14 +354,19 @@ impl Engine {
                     }
                 },
             }
-            match self.take_over().await {
-                Ok(taken) if !taken.is_empty() => {
-                    tracing::info!(?taken, "took jobs over");
-                    self.inner.requests.notify_one();
+            wait = match self.take_over().await {
+                Ok(outcome) => {
+                    if !outcome.taken.is_empty() {
+                        tracing::info!(taken = ?outcome.taken, "took jobs over");
+                        self.inner.requests.notify_one();
+                    }
+                    if outcome.delayed { locks.lock_delay() } else { TAKE_OVER_WAIT }
                 }
-                Ok(_) => {}
-                Err(err) => tracing::warn!(error = %err, "cannot list live jobs"),
-            }
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot list live jobs");
+                    TAKE_OVER_WAIT
+                }
+            };
         }
     }
 
@@ -393,6 +437,7 @@ impl Engine {
         // over, and it must be ours by then. (No one else knows the new id, so the lock is free
         // unless the lock store cannot be reached.)
         let key = LockKey::owner(id);
+        let _accepting = Accepting::new(&self.inner, id);
         let owned = match ports.locks.try_lock(&key, id).await {
             Ok(owned) => owned,
             Err(err) => {
@@ -473,6 +518,12 @@ impl Engine {
             Err(_) if self.inner.shutdown.is_cancelled() => Err(KillError::ShuttingDown),
             Err(_) => self.kill_undriven(id, request).await,
         }
+    }
+
+    /// Whether this instance drives `id` already, or is about to (a job being accepted).
+    fn is_driven_here(&self, id: JobId) -> bool {
+        let accepting = self.inner.accepting.lock().unwrap_or_else(|e| e.into_inner()).contains(&id);
+        accepting || self.inner.drivers.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&id)
     }
 
     fn commands(&self, id: JobId) -> Option<mpsc::Sender<Command>> {

@@ -133,9 +133,12 @@ impl<'a> Driver<'a> {
         let mut version = 0;
         loop {
             let ahead = self.jobs_ahead(record).await;
+            let mut wait = std::time::Duration::from_secs(60);
             if ahead == 0 {
                 match locks.try_lock(&key, record.id).await {
                     Ok(true) => return Ok(()),
+                    // Free but refused: a dead holder's lock-delay, over without a change.
+                    Ok(false) if matches!(locks.holder(&key).await, Ok(None)) => wait = locks.lock_delay(),
                     Ok(false) => {}
                     Err(err) => tracing::warn!(error = %err, "cannot take the build lock; waiting"),
                 }
@@ -153,7 +156,7 @@ impl<'a> Driver<'a> {
                     self.accept_kill(record, command, shutdown).await?;
                     return Ok(());
                 }
-                next = locks.changed(version, std::time::Duration::from_secs(60)) => {
+                next = locks.changed(version, wait) => {
                     version = next.unwrap_or(version);
                 }
             }

@@ -69,6 +69,11 @@ impl Locks for ProcessLocks {
     fn lost(&self) -> watch::Receiver<u64> {
         self.lost.subscribe()
     }
+
+    /// Locks here die with the process; a free one is free at once.
+    fn lock_delay(&self) -> Duration {
+        Duration::ZERO
+    }
 }
 
 #[cfg(test)]

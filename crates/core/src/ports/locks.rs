@@ -82,4 +82,9 @@ pub trait Locks: Send + Sync + 'static {
     /// Counts the times this instance lost its hold on the lock store (and with it every lock
     /// it held). Starts at 0.
     fn lost(&self) -> watch::Receiver<u64>;
+
+    /// How long a lock freed by an instance that died may still be refused to everyone
+    /// (Consul's lock-delay). No change wakes [`Locks::changed`] when it passes, so a caller
+    /// refused a lock that has no holder tries again after this long.
+    fn lock_delay(&self) -> Duration;
 }
