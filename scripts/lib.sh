@@ -105,6 +105,15 @@ install_openbao() {
     bao version >&2
 }
 
+# The test runner (from crates.io): built once if the machine does not have it.
+install_nextest() {
+    if cargo nextest --version >/dev/null 2>&1; then
+        return 0
+    fi
+    log "installing cargo-nextest (cargo install)"
+    cargo install --locked --quiet cargo-nextest
+}
+
 setup() {
     install_packages
     install_rust

@@ -6,11 +6,9 @@ as_root "$@"
 trap hand_back_files EXIT
 
 setup
+install_nextest
 cd "$REPO_ROOT"
-if cargo nextest --version >/dev/null 2>&1; then
-    log "running the tests with cargo nextest"
-    cargo nextest run --workspace --locked --no-fail-fast "$@"
-else
-    log "running the tests with cargo test"
-    cargo test --workspace --locked --no-fail-fast "$@"
-fi
+# nextest runs each test in its own process under the per-test time limit of
+# .config/nextest.toml, so a stuck test fails alone instead of hanging the run.
+log "running the tests with cargo nextest"
+cargo nextest run --workspace --locked --no-fail-fast "$@"
