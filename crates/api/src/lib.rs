@@ -12,6 +12,7 @@ use jobforge_core::config::JobSpec;
 use jobforge_core::id::JobId;
 use jobforge_core::logs::LogLine;
 use jobforge_core::record::{Failure, JobRecord, KillRequest, PhaseTimes, TestResult};
+use jobforge_core::state::Leftover;
 use jobforge_core::validate::Problem;
 use jobforge_core::{JobStatus, Phase, Timestamp};
 
@@ -56,10 +57,14 @@ pub struct JobView {
     /// While PENDING behind builds of the same image and branch: how many go first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_position: Option<u32>,
-    /// The job has ended and its temp image and backend leftovers are removed: nothing about
-    /// it will change any more.
+    /// The job has ended and its temp image and backend leftovers are all removed: nothing
+    /// about it will change any more.
     #[serde(default)]
     pub cleaned_up: bool,
+    /// What an ended job left behind that could not be removed, and why (`POST
+    /// /v1/jobs/{id}/cleanup` tries again).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remaining: Vec<Leftover>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     /// The job as submitted, with defaults filled in (`webhook_secret` shown as `***`).
@@ -127,11 +132,13 @@ pub struct Logs {
     pub complete: bool,
 }
 
-/// `POST /v1/jobs/{id}/cleanup` → 200.
+/// `POST /v1/jobs/{id}/cleanup` → 200: what the job's cleanup removed, and what remains.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CleanedUp {
     pub job_id: JobId,
     pub removed: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remaining: Vec<Leftover>,
 }
 
 /// `POST /v1/zombies/cleanup` → 200: backend leftovers of jobs that are not live, removed.
@@ -196,14 +203,17 @@ pub enum ErrorCode {
     Internal,
 }
 
-/// Server-sent events of `GET /v1/jobs/{id}/events`: `status` (a [`JobView`]) whenever the
-/// job changes, `log` (a [`LogLine`], with the SSE id set to its `seq`) for each line, and a
-/// final `end` (a [`JobView`]) once the job has finished, been cleaned up, and every line was
-/// sent.
+/// Server-sent events of `GET /v1/jobs/{id}/events`: `status` (a [`JobView`]) first and after
+/// every job event, `log` (a [`LogLine`]) for each line, each job event under its own name (a
+/// [`jobforge_core::events::EventEntry`]: `status_changed`, `queued`, `phase_started`, ...; see
+/// `JobEvent::NAMES`), and a final `end` (a [`JobView`]) once the job has ended, its cleanup
+/// is done and every entry was sent. Lines and job events carry their `seq` as the SSE id:
+/// one sequence, so `Last-Event-ID` resumes both.
 pub mod events {
     pub const STATUS: &str = "status";
     pub const LOG: &str = "log";
     pub const END: &str = "end";
+    pub use jobforge_core::events::{EventEntry, JobEvent};
 }
 
 impl JobView {
@@ -211,10 +221,10 @@ impl JobView {
         let spec = &record.spec;
         JobView {
             job_id: record.id,
-            status: record.status,
+            status: record.status(),
             phase: record.phase(),
-            failed_phase: record.failure.as_ref().map(|f| f.phase),
-            error: record.failure.clone(),
+            failed_phase: record.failure().map(|f| f.phase),
+            error: record.failure().cloned(),
             owner: spec.owner.clone(),
             image_name: spec.image_name.to_string(),
             registry_url: spec.registry_url.to_string(),
@@ -222,12 +232,13 @@ impl JobView {
             temp_image: record.temp_image.to_string(),
             image_digest: record.image_digest.as_ref().map(ToString::to_string),
             published: record.published.iter().map(ToString::to_string).collect(),
-            tests: record.tests.iter().map(TestView::from_result).collect(),
+            tests: record.test_results().iter().map(TestView::from_result).collect(),
             timestamps: record.times.clone(),
             durations_ms: Durations::of(record),
-            kill: record.kill.clone(),
-            queue_position: record.queue_position,
-            cleaned_up: record.cleaned_up,
+            kill: record.kill().cloned(),
+            queue_position: record.queue_position(),
+            cleaned_up: record.cleaned_up(),
+            remaining: record.state.cleanup().map(|c| c.remaining.clone()).unwrap_or_default(),
             created_at: record.created_at,
             updated_at: record.updated_at,
             config: public_config(spec),
@@ -254,7 +265,7 @@ impl Durations {
         let now = Timestamp::now();
         let t = &record.times;
         let span = |start: Option<Timestamp>, end: Option<Timestamp>| -> Option<u64> {
-            let end = end.or_else(|| (!record.status.is_terminal()).then_some(now))?;
+            let end = end.or_else(|| (!record.status().is_terminal()).then_some(now))?;
             Some(millis(end.since(start?)))
         };
         Durations {
@@ -270,11 +281,11 @@ impl JobSummary {
     pub fn from_record(record: &JobRecord) -> Self {
         JobSummary {
             job_id: record.id,
-            status: record.status,
+            status: record.status(),
             owner: record.spec.owner.clone(),
             image_name: record.spec.image_name.to_string(),
             image_tags: record.spec.image_tags.iter().map(ToString::to_string).collect(),
-            failed_phase: record.failure.as_ref().map(|f| f.phase),
+            failed_phase: record.failure().map(|f| f.phase),
             image_digest: record.image_digest.as_ref().map(ToString::to_string),
             created_at: record.created_at,
             duration_ms: Durations::of(record).total,

@@ -142,7 +142,7 @@ pub async fn run_job(client: &Client, config: &serde_json::Value) -> anyhow::Res
         let (job, end) = match event? {
             Event::Status(job) => (job, false),
             Event::End(job) => (job, true),
-            Event::Log(_) => continue,
+            Event::Log(_) | Event::Job(_) => continue,
         };
         if job.status.is_terminal() && finished.is_none() {
             if job.status != JobStatus::Succeeded {

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use jobforge_client::{CleanedUp, Health, History, JobView, LogLine, Ready, Submitted};
+use jobforge_core::events::{EventEntry, JobEvent};
 use jobforge_core::record::{PhaseTimes, TestStatus};
 use jobforge_core::{JobStatus, Phase, Stream, Timestamp};
 
@@ -54,6 +55,20 @@ impl Printer {
         match line.stream {
             Stream::System => println!("[{source}] {}", line.text),
             Stream::Stdout | Stream::Stderr => println!("[{source}]   {}", line.text),
+        }
+    }
+
+    /// A job event: every one as a JSON line for scripts; for people, the test endings (the
+    /// phases are told by `transitions`).
+    pub fn event(&self, entry: &EventEntry) {
+        if self.json {
+            self.emit(&serde_json::json!({ "event": entry.event.name(), "entry": entry }));
+            return;
+        }
+        if let JobEvent::TestEnded { index, status, exit_code, duration_ms } = &entry.event {
+            let code = exit_code.map(|c| format!(" with code {c}")).unwrap_or_default();
+            let took = duration_ms.map(|ms| format!(" after {}", seconds_ms(ms))).unwrap_or_default();
+            println!("==> test {index} {}{code}{took}", test_status(*status));
         }
     }
 
@@ -177,12 +192,17 @@ impl Printer {
     pub fn cleaned(&self, cleaned: &CleanedUp) {
         if self.json {
             self.emit(cleaned);
-        } else if cleaned.removed.is_empty() {
+        } else if cleaned.removed.is_empty() && cleaned.remaining.is_empty() {
             println!("nothing left to remove for job {}", cleaned.job_id);
         } else {
-            println!("removed for job {}:", cleaned.job_id);
+            if !cleaned.removed.is_empty() {
+                println!("removed for job {}:", cleaned.job_id);
+            }
             for item in &cleaned.removed {
                 println!("  {item}");
+            }
+            for left in &cleaned.remaining {
+                println!("  not removed: {}: {}", left.what, left.why);
             }
         }
     }

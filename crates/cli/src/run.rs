@@ -82,6 +82,7 @@ async fn watch_job(client: &Client, printer: &Printer, id: JobId) -> anyhow::Res
                 last = Some(job);
             }
             Event::Log(line) => printer.line(&line),
+            Event::Job(entry) => printer.event(&entry),
             Event::End(job) => {
                 printer.transitions(last.as_ref(), &job);
                 printer.finished(&job);
@@ -116,7 +117,7 @@ async fn logs(
         while let Some(event) = events.next().await {
             match event? {
                 Event::Log(line) => printer.line(&line),
-                Event::Status(_) => {}
+                Event::Status(_) | Event::Job(_) => {}
                 Event::End(_) => break,
             }
         }

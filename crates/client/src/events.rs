@@ -1,7 +1,8 @@
 //! The job event stream, `GET /v1/jobs/{id}/events`: [`Client::events`] reads one connection
 //! as typed [`Event`]s, and [`Client::follow`] reconnects until the job's `end`.
 //!
-//! It owns the meaning of the SSE events (`status`, `log`, `end`; others are skipped), the
+//! It owns the meaning of the SSE events (`status`, `log`, `end`, and the job events named
+//! in `JobEvent::NAMES`; others are skipped), the
 //! silence limit on a stream, and the reconnection rules of `follow`: resume after the last
 //! line seen, drop a line seen before, back off, give up after a bounded number of consecutive
 //! failures. It must not parse SSE itself ([`crate::sse`]) nor decide anything about the job.
@@ -11,7 +12,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures::stream::{self, BoxStream, Stream, StreamExt};
-use jobforge_api::{JobView, events};
+use jobforge_api::JobView;
+use jobforge_api::events::{self, EventEntry, JobEvent};
 use jobforge_core::logs::LogLine;
 use jobforge_core::{JobId, Phase};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
@@ -27,6 +29,9 @@ pub enum Event {
     Status(JobView),
     /// One log line, in `seq` order.
     Log(LogLine),
+    /// Something that happened to the job (a phase began, a test ended, ...), in `seq` order
+    /// with the lines.
+    Job(EventEntry),
     /// The job has finished and every line was sent; nothing follows.
     End(JobView),
 }
@@ -217,6 +222,9 @@ fn decode_event(sse: SseEvent, status: u16) -> Option<Result<Event, ClientError>
         events::STATUS => serde_json::from_str(&sse.data).map(Event::Status).map_err(|e| undecodable("a job", e)),
         events::LOG => serde_json::from_str(&sse.data).map(Event::Log).map_err(|e| undecodable("a log line", e)),
         events::END => serde_json::from_str(&sse.data).map(Event::End).map_err(|e| undecodable("a job", e)),
+        name if JobEvent::NAMES.contains(&name) => {
+            serde_json::from_str(&sse.data).map(Event::Job).map_err(|e| undecodable("a job event", e))
+        }
         other => {
             tracing::debug!(event = other, "skipping an event this client does not know");
             return None;
@@ -230,7 +238,8 @@ struct Following {
     client: Client,
     id: JobId,
     phase: Option<Phase>,
-    /// The last line's `seq` handed out (or the caller's `after`): where to resume.
+    /// The last entry's `seq` handed out (line or job event; or the caller's `after`): where to
+    /// resume.
     after: u64,
     current: Option<EventStream>,
     /// A connection succeeded once: from then on a failure is a drop to recover from.
@@ -265,6 +274,14 @@ impl Following {
                     self.after = line.seq;
                     self.failures = 0;
                     return Some((Ok(Event::Log(line)), self));
+                }
+                Some(Ok(Event::Job(entry))) => {
+                    if entry.seq <= self.after {
+                        continue;
+                    }
+                    self.after = entry.seq;
+                    self.failures = 0;
+                    return Some((Ok(Event::Job(entry)), self));
                 }
                 Some(Ok(Event::Status(job))) => {
                     let new = self.last_status.as_ref().is_none_or(|last| !same_state(last, &job));

@@ -39,9 +39,8 @@ fn config() -> serde_json::Value {
 fn job(id: JobId, status: JobStatus) -> JobView {
     let spec = jobforge_core::validate::job_spec(&config()).expect("a valid config");
     let temp: ImageRef = format!("127.0.0.1:5000/temp/{id}:latest").parse().expect("a valid image");
-    let mut record = JobRecord::new(id, spec, temp, Timestamp::now());
-    record.status = status;
-    JobView::from_record(&record)
+    let record = JobRecord::new(id, spec, temp, Timestamp::now());
+    JobView { status, ..JobView::from_record(&record) }
 }
 
 fn line(seq: u64, text: &str) -> LogLine {
@@ -63,6 +62,7 @@ fn sse_answer(stream: &[Event]) -> ResponseTemplate {
         let (name, id, data) = match event {
             Event::Status(job) => (events::STATUS, None, serde_json::to_string(job)),
             Event::Log(line) => (events::LOG, Some(line.seq), serde_json::to_string(line)),
+            Event::Job(entry) => (entry.event.name(), Some(entry.seq), serde_json::to_string(entry)),
             Event::End(job) => (events::END, None, serde_json::to_string(job)),
         };
         body.push_str(&format!("event: {name}\n"));

@@ -291,6 +291,21 @@ impl ConsulClient {
         Ok((decode_entries(&answer.body)?, meta))
     }
 
+    /// `GET /v1/kv/<prefix>?keys`, as a blocking query: the keys under `prefix` and the index,
+    /// for waiting on changes under a prefix without reading its values.
+    pub async fn watch_keys(
+        &self,
+        prefix: &str,
+        blocking: Option<Blocking>,
+    ) -> Result<(Vec<String>, QueryMeta), ConsulError> {
+        let answer = self.read(&format!("kv/{prefix}"), &[("keys", "")], blocking).await?;
+        let meta = query_meta(&answer.headers);
+        if answer.status == StatusCode::NOT_FOUND {
+            return Ok((Vec::new(), meta));
+        }
+        Ok((decode(&answer.body, "a key list")?, meta))
+    }
+
     /// `GET /v1/kv/<prefix>?keys[&separator=]`: the keys under `prefix`.
     pub async fn keys(&self, prefix: &str, separator: Option<&str>) -> Result<Vec<String>, ConsulError> {
         let mut query = vec![("keys", "")];

@@ -3,7 +3,9 @@
 //! ```text
 //! <prefix>/jobs/<id>            a live job's record (JSON), written with check-and-set
 //! <prefix>/history/<id>         a finished, cleaned-up job's record; kept to a count and an age
-//! <prefix>/logs/<id>/<chunk>    the job's log lines, in chunks well under Consul's value limit
+//! <prefix>/logs/<id>/<chunk>    the job's journal (lines and events), in chunks well under
+//!                               Consul's value limit
+//! <prefix>/kill/<id>            a kill request for the replica driving the job
 //! ```
 //!
 //! Each replica remembers the ModifyIndex it last wrote or read per record; an update that finds
@@ -20,8 +22,10 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use jobforge_core::logs::{LogLine, LogQuery, NewLogLine};
-use jobforge_core::ports::{HistoryPage, Store, StoreError};
+use jobforge_core::events::EventEntry;
+use jobforge_core::inprocess::JobSignals;
+use jobforge_core::logs::{Entry, EntryQuery, LogLine, LogQuery, NewEntry, NewEvent, NewLogLine, Origin, RunCursor};
+use jobforge_core::ports::{HistoryPage, JobFeed, JobRecords, LogArchive, Mailbox, StoreError};
 use jobforge_core::record::{JobRecord, KillRequest};
 use jobforge_core::{JobId, Phase, RunId, Stream, Timestamp};
 
@@ -63,6 +67,9 @@ pub struct ConsulStore {
     versions: Arc<std::sync::Mutex<HashMap<JobId, u64>>>,
     /// Per job: where its log stands (loaded from Consul on first use).
     logs: Arc<Mutex<HashMap<JobId, Arc<Mutex<LogState>>>>>,
+    /// Wakes readers on this replica at once after its own writes (others hear of them
+    /// through blocking queries).
+    signals: Arc<JobSignals>,
 }
 
 /// One stored line: the line as readers see it, plus its origin for idempotent appends.
@@ -71,20 +78,65 @@ struct StoredLine {
     #[serde(flatten)]
     line: LogLine,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    origin: Option<(RunId, u64)>,
+    origin: Option<Origin>,
+}
+
+/// One stored event: the entry as readers see it, plus the engine's number for it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct StoredEvent {
+    #[serde(flatten)]
+    entry: EventEntry,
+    n: u64,
+}
+
+/// What a chunk holds: lines (as chunks always have) and, since the state machine, events.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+enum StoredEntry {
+    Event(StoredEvent),
+    Line(StoredLine),
+}
+
+impl StoredEntry {
+    fn seq(&self) -> u64 {
+        match self {
+            StoredEntry::Event(event) => event.entry.seq,
+            StoredEntry::Line(line) => line.line.seq,
+        }
+    }
+
+    fn origin(&self) -> Option<Origin> {
+        match self {
+            StoredEntry::Event(event) => Some(Origin::Engine { n: event.n }),
+            StoredEntry::Line(line) => line.origin.clone(),
+        }
+    }
+
+    fn entry(self) -> Entry {
+        match self {
+            StoredEntry::Event(event) => Entry::Event(event.entry),
+            StoredEntry::Line(line) => Entry::Line(line.line),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            StoredEntry::Event(_) => 256,
+            StoredEntry::Line(line) => line_bytes(line),
+        }
+    }
 }
 
 #[derive(Default)]
 struct LogState {
     /// Number of the chunk being filled.
     chunk: u64,
-    lines: Vec<StoredLine>,
+    lines: Vec<StoredEntry>,
     bytes: usize,
     last_seq: u64,
     stored_bytes: usize,
     truncated: bool,
-    origins: HashSet<(RunId, u64)>,
-    last_line: HashMap<RunId, u64>,
+    origins: HashSet<Origin>,
     /// Lines past the cap: not stored in chunks, but kept here (the newest, up to a bound) so
     /// that the live stream goes on; the newest of them are also in the job's ring key.
     overflow: VecDeque<StoredLine>,
@@ -92,7 +144,13 @@ struct LogState {
 
 impl ConsulStore {
     pub fn new(client: ConsulClient, config: ConsulStoreConfig) -> Self {
-        ConsulStore { client, config: Arc::new(config), versions: Arc::default(), logs: Arc::default() }
+        ConsulStore {
+            client,
+            config: Arc::new(config),
+            versions: Arc::default(),
+            logs: Arc::default(),
+            signals: Arc::default(),
+        }
     }
 
     fn job_key(&self, id: JobId) -> String {
@@ -195,14 +253,14 @@ impl ConsulStore {
         }
         let mut state = LogState::default();
         let chunks = self.read_chunks(job).await?;
-        for (number, lines) in chunks {
+        for (number, entries) in chunks {
             state.chunk = number;
             state.bytes = 0;
             state.lines.clear();
-            for line in lines {
-                state.note(&line);
-                state.bytes += line_bytes(&line);
-                state.lines.push(line);
+            for entry in entries {
+                state.note(&entry);
+                state.bytes += entry.bytes();
+                state.lines.push(entry);
             }
         }
         for line in self.read_ring(job).await? {
@@ -215,13 +273,13 @@ impl ConsulStore {
     }
 
     /// Every chunk of a job's log, in order.
-    async fn read_chunks(&self, job: JobId) -> Result<Vec<(u64, Vec<StoredLine>)>, StoreError> {
+    async fn read_chunks(&self, job: JobId) -> Result<Vec<(u64, Vec<StoredEntry>)>, StoreError> {
         let prefix = self.logs_prefix(job);
         let (entries, _) = self.client.list(&prefix, None).await.map_err(unavailable)?;
         let mut chunks = Vec::with_capacity(entries.len());
         for entry in entries {
             let Some(number) = entry.key.strip_prefix(&prefix).and_then(|n| n.parse::<u64>().ok()) else { continue };
-            let lines: Vec<StoredLine> = serde_json::from_slice(&entry.value)
+            let lines: Vec<StoredEntry> = serde_json::from_slice(&entry.value)
                 .map_err(|e| StoreError::Corrupt { id: entry.key.clone(), message: e.to_string() })?;
             chunks.push((number, lines));
         }
@@ -235,20 +293,38 @@ impl ConsulStore {
         serde_json::from_slice(&entry.value).map_err(|e| StoreError::Corrupt { id: entry.key, message: e.to_string() })
     }
 
-    /// Every line of a job: the chunks, then the lines past the cap (from memory on the
-    /// replica driving the job, else from its ring key).
-    async fn all_lines(&self, job: JobId) -> Result<Vec<LogLine>, StoreError> {
-        let mut lines: Vec<LogLine> =
-            self.read_chunks(job).await?.into_iter().flat_map(|(_, lines)| lines).map(|s| s.line).collect();
-        let stored = lines.last().map_or(0, |l| l.seq);
-        let local = match self.logs.lock().await.get(&job).cloned() {
+    /// Every entry of a job in seq order: the chunks, and the lines past the cap (from memory
+    /// on the replica driving the job, else from its ring key).
+    async fn all_entries(&self, job: JobId) -> Result<Vec<Entry>, StoreError> {
+        let mut entries: std::collections::BTreeMap<u64, Entry> = self
+            .read_chunks(job)
+            .await?
+            .into_iter()
+            .flat_map(|(_, entries)| entries)
+            .map(|stored| (stored.seq(), stored.entry()))
+            .collect();
+        let local: Vec<LogLine> = match self.logs.lock().await.get(&job).cloned() {
             Some(state) => state.lock().await.overflow.iter().map(|l| l.line.clone()).collect(),
             None => Vec::new(),
         };
         let overflow =
             if local.is_empty() { self.read_ring(job).await?.into_iter().map(|l| l.line).collect() } else { local };
-        lines.extend(overflow.into_iter().filter(|l| l.seq > stored));
-        Ok(lines)
+        for line in overflow {
+            entries.entry(line.seq).or_insert(Entry::Line(line));
+        }
+        Ok(entries.into_values().collect())
+    }
+
+    /// Every line of a job, in seq order.
+    async fn all_lines(&self, job: JobId) -> Result<Vec<LogLine>, StoreError> {
+        let entries = self.all_entries(job).await?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|entry| match entry {
+                Entry::Line(line) => Some(line),
+                Entry::Event(_) => None,
+            })
+            .collect())
     }
 
     async fn exists(&self, job: JobId) -> Result<bool, StoreError> {
@@ -262,13 +338,26 @@ impl ConsulStore {
 }
 
 impl LogState {
-    fn note(&mut self, line: &StoredLine) {
-        self.last_seq = self.last_seq.max(line.line.seq);
-        self.stored_bytes += line.line.text.len();
-        self.note_origin(line);
-        if line.line.stream == Stream::System && line.line.text.starts_with(TRUNCATED) {
-            self.truncated = true;
+    fn note(&mut self, entry: &StoredEntry) {
+        self.last_seq = self.last_seq.max(entry.seq());
+        if let Some(origin) = entry.origin() {
+            self.origins.insert(origin);
         }
+        if let StoredEntry::Line(line) = entry {
+            self.stored_bytes += line.line.text.len();
+            if line.line.stream == Stream::System && line.line.text.starts_with(TRUNCATED) {
+                self.truncated = true;
+            }
+        }
+    }
+
+    /// Where following `run` resumes, from the origins archived.
+    fn cursor(&self, run: &RunId, sequences: u64) -> RunCursor {
+        let archived = self.origins.iter().filter_map(|origin| match origin {
+            Origin::Run { run: of, n } if of == run => Some(*n),
+            Origin::Run { .. } | Origin::Engine { .. } => None,
+        });
+        RunCursor::after(sequences, archived)
     }
 
     /// Keeps a line past the cap in memory (the newest, up to a bound), so that the live stream
@@ -285,18 +374,11 @@ impl LogState {
         self.note_overflow(StoredLine { line, origin: new.origin.clone() });
     }
 
-    /// Remember that the line's (run, n) is archived, so replaying the run skips it.
-    fn note_origin(&mut self, line: &StoredLine) {
-        if let Some(origin) = &line.origin {
-            let last = self.last_line.entry(origin.0.clone()).or_default();
-            *last = (*last).max(origin.1);
-            self.origins.insert(origin.clone());
-        }
-    }
-
     fn note_overflow(&mut self, line: StoredLine) {
         self.last_seq = self.last_seq.max(line.line.seq);
-        self.note_origin(&line);
+        if let Some(origin) = &line.origin {
+            self.origins.insert(origin.clone());
+        }
         if self.overflow.len() == OVERFLOW_LINES {
             self.overflow.pop_front();
         }
@@ -348,9 +430,11 @@ fn decode_record(key: &str, value: &[u8]) -> Result<JobRecord, StoreError> {
 }
 
 #[async_trait]
-impl Store for ConsulStore {
+impl JobRecords for ConsulStore {
     async fn insert(&self, record: &JobRecord) -> Result<(), StoreError> {
-        self.write_live(record, 0).await
+        self.write_live(record, 0).await?;
+        self.signals.bump(record.id);
+        Ok(())
     }
 
     async fn update(&self, record: &JobRecord) -> Result<(), StoreError> {
@@ -359,13 +443,16 @@ impl Store for ConsulStore {
             // Not seen by this replica yet (a restart): read it to learn its index.
             None => match self.read_record(&self.job_key(record.id), record.id).await? {
                 Some(_) => self.version(record.id).unwrap_or(0),
-                None => return Err(StoreError::NotFound(record.id)),
+                None => return self.update_history(record).await,
             },
         };
-        if record.status.is_terminal() && record.cleaned_up {
-            return self.retire(record, cas).await;
+        if !record.is_live() {
+            self.retire(record, cas).await?;
+        } else {
+            self.write_live(record, cas).await?;
         }
-        self.write_live(record, cas).await
+        self.signals.bump(record.id);
+        Ok(())
     }
 
     async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
@@ -406,77 +493,130 @@ impl Store for ConsulStore {
         Ok(live)
     }
 
-    async fn append_logs(&self, job: JobId, lines: &[NewLogLine]) -> Result<u64, StoreError> {
+    async fn check(&self) -> Result<(), StoreError> {
+        match self.client.leader().await {
+            Ok(leader) if !leader.is_empty() => Ok(()),
+            Ok(_) => Err(StoreError::Unavailable("Consul has no cluster leader".into())),
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+}
+
+impl ConsulStore {
+    /// Update a job that is in the history already (an ended job cleaned up again): it stays
+    /// there, as it stays not live.
+    async fn update_history(&self, record: &JobRecord) -> Result<(), StoreError> {
+        let key = self.history_key(record.id);
+        if record.is_live() || self.client.get(&key, None).await.map_err(unavailable)?.0.is_none() {
+            return Err(StoreError::NotFound(record.id));
+        }
+        self.client.put(&key, &encode_record(record)?, None).await.map_err(unavailable)?;
+        self.signals.bump(record.id);
+        Ok(())
+    }
+
+    /// Add one entry to the state, starting a new chunk when the current one is full; returns
+    /// the chunk that filled up, if one did.
+    fn push_entry(&self, state: &mut LogState, entry: StoredEntry) -> Option<(u64, Vec<StoredEntry>)> {
+        let mut full = None;
+        if state.bytes + entry.bytes() > CHUNK_BYTES && !state.lines.is_empty() {
+            full = Some((state.chunk, std::mem::take(&mut state.lines)));
+            state.chunk += 1;
+            state.bytes = 0;
+        }
+        state.note(&entry);
+        state.bytes += entry.bytes();
+        state.lines.push(entry);
+        full
+    }
+
+    /// The stored form of a new line: itself, or the marker that the cap was reached.
+    fn stored_line(&self, state: &LogState, new: &NewLogLine) -> (StoredLine, bool) {
+        let over_cap = state.stored_bytes + new.text.len() > self.config.log_cap_bytes;
+        let (text, stream) = if over_cap {
+            (
+                format!(
+                    "{TRUNCATED} this job's stored log reached {} bytes; the rest was not stored",
+                    self.config.log_cap_bytes
+                ),
+                Stream::System,
+            )
+        } else {
+            (new.text.clone(), new.stream)
+        };
+        let line = StoredLine {
+            line: LogLine { seq: state.last_seq + 1, ts: new.ts, phase: new.phase, test: new.test, stream, text },
+            origin: new.origin.clone(),
+        };
+        (line, over_cap)
+    }
+
+    fn stored_event(state: &LogState, new: &NewEvent) -> StoredEntry {
+        let entry = EventEntry { seq: state.last_seq + 1, ts: new.ts, event: new.event.clone() };
+        StoredEntry::Event(StoredEvent { entry, n: new.n })
+    }
+
+    async fn put_json(&self, key: &str, value: &impl Serialize) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(value).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        self.client.put(key, &value, None).await.map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl LogArchive for ConsulStore {
+    async fn append(&self, job: JobId, entries: &[NewEntry]) -> Result<u64, StoreError> {
         let state = self.log_state(job).await?;
         let mut state = state.lock().await;
         if state.last_seq == 0 && !self.exists(job).await? {
             return Err(StoreError::NotFound(job));
         }
-        let mut full_chunks: Vec<(u64, Vec<StoredLine>)> = Vec::new();
-        let mut changed = false;
-        let mut overflowed = false;
-        for new in lines {
-            if let Some(origin) = &new.origin
-                && state.origins.contains(origin)
-            {
+        let mut full_chunks: Vec<(u64, Vec<StoredEntry>)> = Vec::new();
+        let (mut changed, mut overflowed) = (false, false);
+        for new in entries {
+            if new.origin().is_some_and(|origin| state.origins.contains(&origin)) {
                 continue;
             }
-            if state.truncated {
-                state.keep_live(new);
-                overflowed = true;
-                continue;
-            }
-            let over_cap = state.stored_bytes + new.text.len() > self.config.log_cap_bytes;
-            let (text, stream) = if over_cap {
-                (
-                    format!(
-                        "{TRUNCATED} this job's stored log reached {} bytes; the rest was not stored",
-                        self.config.log_cap_bytes
-                    ),
-                    Stream::System,
-                )
-            } else {
-                (new.text.clone(), new.stream)
+            let stored = match new {
+                // Events are few and small: they are stored whatever the cap.
+                NewEntry::Event(event) => Self::stored_event(&state, event),
+                NewEntry::Line(line) if state.truncated => {
+                    state.keep_live(line);
+                    overflowed = true;
+                    continue;
+                }
+                NewEntry::Line(line) => {
+                    let (stored, over_cap) = self.stored_line(&state, line);
+                    if over_cap {
+                        // The line that hit the cap was replaced by the marker in the chunks only.
+                        full_chunks.extend(self.push_entry(&mut state, StoredEntry::Line(stored)));
+                        state.keep_live(line);
+                        (changed, overflowed) = (true, true);
+                        continue;
+                    }
+                    StoredEntry::Line(stored)
+                }
             };
-            let line = StoredLine {
-                line: LogLine { seq: state.last_seq + 1, ts: new.ts, phase: new.phase, test: new.test, stream, text },
-                origin: new.origin.clone(),
-            };
-            if state.bytes + line_bytes(&line) > CHUNK_BYTES && !state.lines.is_empty() {
-                let done = std::mem::take(&mut state.lines);
-                full_chunks.push((state.chunk, done));
-                state.chunk += 1;
-                state.bytes = 0;
-            }
-            state.note(&line);
-            state.bytes += line_bytes(&line);
-            state.lines.push(line);
+            full_chunks.extend(self.push_entry(&mut state, stored));
             changed = true;
-            if over_cap {
-                // The line that hit the cap was replaced by the marker in the chunks only.
-                state.keep_live(new);
-                overflowed = true;
-            }
         }
         for (number, chunk) in &full_chunks {
-            let value = serde_json::to_vec(chunk).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-            self.client.put(&self.chunk_key(job, *number), &value, None).await.map_err(unavailable)?;
+            self.put_json(&self.chunk_key(job, *number), chunk).await?;
         }
         if changed {
-            let value = serde_json::to_vec(&state.lines).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-            self.client.put(&self.chunk_key(job, state.chunk), &value, None).await.map_err(unavailable)?;
+            self.put_json(&self.chunk_key(job, state.chunk), &state.lines).await?;
         }
         if overflowed {
-            let value = serde_json::to_vec(&state.ring()).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-            self.client.put(&self.ring_key(job), &value, None).await.map_err(unavailable)?;
+            self.put_json(&self.ring_key(job), &state.ring()).await?;
         }
+        self.signals.bump(job);
         Ok(state.last_seq)
     }
 
-    async fn last_line(&self, job: JobId, run: &RunId) -> Result<u64, StoreError> {
+    async fn cursor(&self, job: JobId, run: &RunId, sequences: u64) -> Result<RunCursor, StoreError> {
         let state = self.log_state(job).await?;
         let state = state.lock().await;
-        Ok(state.last_line.get(run).copied().unwrap_or(0))
+        Ok(state.cursor(run, sequences))
     }
 
     async fn logs(&self, job: JobId, query: &LogQuery) -> Result<Vec<LogLine>, StoreError> {
@@ -500,19 +640,24 @@ impl Store for ConsulStore {
         Ok(lines[lines.len().saturating_sub(n)..].to_vec())
     }
 
-    async fn check(&self) -> Result<(), StoreError> {
-        match self.client.leader().await {
-            Ok(leader) if !leader.is_empty() => Ok(()),
-            Ok(_) => Err(StoreError::Unavailable("Consul has no cluster leader".into())),
-            Err(error) => Err(unavailable(error)),
-        }
+    async fn entries(&self, job: JobId, query: &EntryQuery) -> Result<Vec<Entry>, StoreError> {
+        let entries = self.all_entries(job).await?;
+        Ok(entries
+            .into_iter()
+            .filter(|entry| entry.seq() > query.after)
+            .filter(|entry| match entry {
+                Entry::Line(line) => query.phase.is_none_or(|p| line.phase == p),
+                Entry::Event(_) => true,
+            })
+            .take(query.limit)
+            .collect())
     }
+}
 
+#[async_trait]
+impl Mailbox for ConsulStore {
     async fn request_kill(&self, id: JobId, request: &KillRequest) -> Result<(), StoreError> {
-        let value = serde_json::to_vec(request).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let key = format!("{}{id}", self.kills_prefix());
-        self.client.put(&key, &value, None).await.map_err(unavailable)?;
-        Ok(())
+        self.put_json(&format!("{}{id}", self.kills_prefix()), request).await
     }
 
     async fn kill_requests(
@@ -545,18 +690,43 @@ impl Store for ConsulStore {
         self.client.delete(&format!("{}{id}", self.kills_prefix()), None).await.map_err(unavailable)?;
         Ok(())
     }
+}
 
-    /// Blocks on the record's key and on its log chunks at once; one index serves both, as
-    /// Consul's indexes are one raft sequence.
-    async fn job_changed(&self, id: JobId, version: u64, limit: std::time::Duration) -> Result<u64, StoreError> {
-        let blocking = (version > 0).then_some(Blocking { index: version, wait: limit });
-        let (record, logs) = (self.job_key(id), self.logs_prefix(id));
+/// Versions are Consul indexes, which one raft sequence orders across keys: a blocking query
+/// on the job's journal keys (their names only) wakes on any append by any replica, and on
+/// this replica its own appends wake readers at once.
+#[async_trait]
+impl JobFeed for ConsulStore {
+    async fn changed(&self, job: JobId, version: u64, limit: std::time::Duration) -> Result<u64, StoreError> {
+        let (record, logs) = (self.job_key(job), self.logs_prefix(job));
+        if version == 0 {
+            return self.current_index(&record, &logs).await;
+        }
+        let blocking = Some(Blocking { index: version, wait: limit });
+        let local = async {
+            let seen = self.signals.changed(job, 0, std::time::Duration::ZERO).await;
+            // Only a write of this replica's ends this wait early; the blocking queries bound it.
+            if self.signals.changed(job, seen, limit).await == seen {
+                std::future::pending::<()>().await;
+            }
+        };
         let index = tokio::select! {
+            answer = self.client.watch_keys(&logs, blocking) => answer.map_err(unavailable)?.1.index,
             answer = self.client.get(&record, blocking) => answer.map_err(unavailable)?.1.index,
-            answer = self.client.list(&logs, blocking) => answer.map_err(unavailable)?.1.index,
+            // Our own write: Consul's indexes show it already.
+            () = local => self.current_index(&record, &logs).await?,
         };
         let mut next = Blocking { index: version, wait: limit };
         next.advance(index);
         Ok(next.index)
+    }
+}
+
+impl ConsulStore {
+    /// The index of the job's record and journal keys now.
+    async fn current_index(&self, record: &str, logs: &str) -> Result<u64, StoreError> {
+        let (_, of_record) = self.client.get(record, None).await.map_err(unavailable)?;
+        let (_, of_logs) = self.client.watch_keys(logs, None).await.map_err(unavailable)?;
+        Ok(of_record.index.max(of_logs.index).max(1))
     }
 }

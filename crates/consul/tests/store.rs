@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use jobforge_consul::{ConsulClient, ConsulConfig, ConsulStore, ConsulStoreConfig};
 use jobforge_core::image::ImageRef;
-use jobforge_core::logs::{LogQuery, NewLogLine};
-use jobforge_core::ports::{Store, StoreError};
+use jobforge_core::logs::{LogQuery, NewLogLine, Origin};
+use jobforge_core::ports::{JobFeed, JobRecords, LogArchive, Mailbox, StoreError};
 use jobforge_core::record::JobRecord;
+use jobforge_core::state::{CleanupReport, JobState, Outcome, PhaseRun};
 use jobforge_core::{JobId, JobStatus, Phase, RunKey, Stream, Timestamp};
 use jobforge_testkit::fake_consul::{FakeConsul, FakeConsulConfig};
 use jobforge_testkit::store_conformance;
@@ -31,15 +32,18 @@ fn record_with(id: JobId) -> JobRecord {
 }
 
 fn finish(record: &mut JobRecord) {
-    record.status = JobStatus::Succeeded;
-    record.cleaned_up = true;
+    record.state = JobState::Ended { outcome: Outcome::Succeeded, cleanup: CleanupReport::default() };
+}
+
+fn running(record: &mut JobRecord, phase: Phase) {
+    record.state = JobState::Running(PhaseRun::new(phase, record.spec.tests().len()));
 }
 
 fn line(job: JobId, n: u64, text: &str) -> NewLogLine {
     let run = RunKey::build(job).id();
     let mut line = NewLogLine::system(Phase::Build, None, text);
     line.stream = Stream::Stdout;
-    line.origin = Some((run, n));
+    line.origin = Some(Origin::Run { run, n });
     line
 }
 
@@ -58,15 +62,15 @@ async fn a_replica_that_lost_a_job_cannot_overwrite_its_new_driver() {
 
     // B takes the job over: it reads the record (learning its index) and writes it.
     let mut taken = b.get(record.id).await.unwrap().unwrap();
-    taken.status = JobStatus::Building;
+    running(&mut taken, Phase::Build);
     b.update(&taken).await.unwrap();
 
     // A, still holding the old index, is refused; the record is B's.
-    record.status = JobStatus::Failed;
+    running(&mut record, Phase::Publish);
     assert!(matches!(a.update(&record).await, Err(StoreError::Conflict(id)) if id == record.id));
-    assert_eq!(b.get(record.id).await.unwrap().unwrap().status, JobStatus::Building);
+    assert_eq!(b.get(record.id).await.unwrap().unwrap().status(), JobStatus::Building);
     // B keeps writing.
-    taken.status = JobStatus::Testing;
+    running(&mut taken, Phase::Test);
     b.update(&taken).await.unwrap();
 }
 
@@ -130,7 +134,7 @@ async fn logs_span_chunks_and_survive_a_restart_of_the_replica() {
     // Another replica (or this one after a restart) continues where the log stands.
     let second = store(&consul, ConsulStoreConfig::default());
     let run = RunKey::build(record.id).id();
-    assert_eq!(second.last_line(record.id, &run).await.unwrap(), 100);
+    assert_eq!(second.cursor(record.id, &run, 1).await.unwrap().highest(0), 100);
     let seq =
         second.append_logs(record.id, &[line(record.id, 100, &text), line(record.id, 101, "last")]).await.unwrap();
     assert_eq!(seq, 101, "line 100 was stored already; 101 is new");
@@ -166,7 +170,7 @@ async fn a_job_past_its_log_cap_gets_one_marker_line_and_its_live_stream_goes_on
     // A replica taking the job over goes on where the last driver stopped.
     let taking_over = store(&consul, capped);
     let run = RunKey::build(record.id).id();
-    assert_eq!(taking_over.last_line(record.id, &run).await.unwrap(), 6);
+    assert_eq!(taking_over.cursor(record.id, &run, 1).await.unwrap().highest(0), 6);
     assert_eq!(taking_over.append_logs(record.id, &[line(record.id, 6, "more")]).await.unwrap(), 7, "no line twice");
     assert_eq!(taking_over.append_logs(record.id, &[line(record.id, 7, "last")]).await.unwrap(), 8);
     let tail = taking_over.tail(record.id, Phase::Build, None, 2).await.unwrap();
@@ -206,24 +210,43 @@ async fn a_reader_on_another_replica_is_woken_by_new_lines_and_record_changes() 
     let mut record = record_with(JobId::new());
     driving.insert(&record).await.unwrap();
     let id = record.id;
-    let version = reader.job_changed(id, 0, Duration::from_secs(10)).await.unwrap();
-    let version = reader.job_changed(id, version, Duration::from_millis(10)).await.unwrap();
-    let quiet =
-        tokio::time::timeout(Duration::from_millis(300), reader.job_changed(id, version, Duration::from_secs(30)));
+    let version = reader.changed(id, 0, Duration::from_secs(10)).await.unwrap();
+    let version = reader.changed(id, version, Duration::from_millis(10)).await.unwrap();
+    let quiet = tokio::time::timeout(Duration::from_millis(300), reader.changed(id, version, Duration::from_secs(30)));
     assert!(quiet.await.is_err(), "nothing changed, so the wait goes on");
 
     let after_line = tokio::spawn({
         let reader = reader.clone();
-        async move { reader.job_changed(id, version, Duration::from_secs(30)).await.unwrap() }
+        async move { reader.changed(id, version, Duration::from_secs(30)).await.unwrap() }
     });
     driving.append_logs(id, &[line(id, 1, "hello")]).await.unwrap();
     let version = tokio::time::timeout(Duration::from_secs(10), after_line).await.unwrap().unwrap();
 
     let after_update = tokio::spawn({
         let reader = reader.clone();
-        async move { reader.job_changed(id, version, Duration::from_secs(30)).await.unwrap() }
+        async move { reader.changed(id, version, Duration::from_secs(30)).await.unwrap() }
     });
-    record.status = JobStatus::Building;
+    running(&mut record, Phase::Build);
     driving.update(&record).await.unwrap();
     tokio::time::timeout(Duration::from_secs(10), after_update).await.unwrap().unwrap();
+}
+
+/// An ended job cleaned up again later is updated where it is, in the history.
+#[tokio::test]
+async fn an_ended_job_in_the_history_can_be_updated_again() {
+    let consul = fake().await;
+    let (driving, later) = (store(&consul, ConsulStoreConfig::default()), store(&consul, ConsulStoreConfig::default()));
+    let mut record = record_with(JobId::new());
+    driving.insert(&record).await.unwrap();
+    let leftover = jobforge_core::state::Leftover { what: "temp image".into(), why: "registry down".into() };
+    let partial = CleanupReport { removed: vec![], remaining: vec![leftover] };
+    record.state = JobState::Ended { outcome: Outcome::Succeeded, cleanup: partial };
+    driving.update(&record).await.unwrap();
+    assert!(consul.kv(&format!("jobforge-service/history/{}", record.id)).is_some(), "ended: in the history");
+
+    finish(&mut record);
+    later.update(&record).await.unwrap();
+    let stored = later.get(record.id).await.unwrap().unwrap();
+    assert!(stored.cleaned_up(), "the second cleanup's report is kept");
+    assert!(consul.kv(&format!("jobforge-service/jobs/{}", record.id)).is_none(), "and the job stays out of jobs/");
 }

@@ -185,16 +185,43 @@ pub struct Webhook {
     pub headers: BTreeMap<String, String>,
 }
 
+/// A value from a store, as an error message shows it: quoted, on one line, cut.
+fn shown(text: &str) -> String {
+    crate::error_text::quote(text.as_bytes(), 80).unwrap_or_else(|| format!("{text:?}"))
+}
+
+/// A string that keeps a rule. Deserializing checks the rule as a submission does (`check`
+/// returns the stored form or why the text breaks it), so a record read back from a store
+/// (shared Consul KV included) holds no value validation would have refused.
 macro_rules! checked_string {
-    ($(#[$doc:meta])* $ty:ident) => {
+    ($(#[$doc:meta])* $ty:ident, $check:expr) => {
         $(#[$doc])*
         #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(transparent)]
+        #[serde(try_from = "String", into = "String")]
         pub struct $ty(pub(crate) String);
 
         impl $ty {
             pub fn as_str(&self) -> &str {
                 &self.0
+            }
+        }
+
+        impl TryFrom<String> for $ty {
+            type Error = String;
+
+            fn try_from(text: String) -> Result<Self, String> {
+                let check: fn(&str) -> Result<String, String> = $check;
+                match check(&text) {
+                    Ok(checked) if checked == text => Ok($ty(text)),
+                    Ok(_) => Err(format!("{} is not in its normal form", shown(&text))),
+                    Err(message) => Err(format!("{} {message}", shown(&text))),
+                }
+            }
+        }
+
+        impl From<$ty> for String {
+            fn from(value: $ty) -> String {
+                value.0
             }
         }
 
@@ -209,19 +236,23 @@ macro_rules! checked_string {
 checked_string!(
     /// A git remote: an `https`, `http`, `ssh`, `git` or `file` URL, or scp-style `user@host:path`.
     /// Never starts with `-` and carries no password.
-    RepoUrl
+    RepoUrl,
+    |s| crate::validate::check_repo_url(s).map(|()| s.to_owned())
 );
 checked_string!(
     /// A branch, tag or commit: no leading `-`, no whitespace, no `..`, and git's ref rules.
-    GitRef
+    GitRef,
+    |s| crate::validate::check_git_ref(s).map(|()| s.to_owned())
 );
 checked_string!(
     /// A normalized relative path inside the repository (`.` for the root).
-    RelPath
+    RelPath,
+    crate::validate::normalize_rel_path
 );
 checked_string!(
     /// An environment variable or build-arg name: `[A-Za-z_][A-Za-z0-9_]*`.
-    EnvName
+    EnvName,
+    |s| crate::validate::check_env_name(s).map(|()| s.to_owned())
 );
 
 impl RepoUrl {

@@ -1,11 +1,16 @@
-//! Log lines: what a backend run produces ([`RunLine`]) and what the store archives ([`LogLine`]).
+//! The journal of a job: the log lines its runs produce ([`RunLine`]) and the engine writes, and
+//! the job's events, archived as one sequence ([`Entry`]).
 //!
-//! A run numbers its own lines from 1 (`n`); the store gives every archived line a per-job
-//! sequence number (`seq`) that readers resume from. The origin (run, n) makes archiving
-//! idempotent after a crash: a line read twice is stored once.
+//! A run numbers its own lines (`n`, see [`RunCursor`]); the archive gives every entry a
+//! per-job sequence number (`seq`) that readers resume from. Every archived entry has an
+//! [`Origin`] (a run's line n, or the engine's entry n), which makes archiving idempotent after
+//! a crash: an entry written twice is stored once.
+
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::events::{EventEntry, JobEvent};
 use crate::id::RunId;
 use crate::status::{Phase, Stream};
 use crate::time::Timestamp;
@@ -23,14 +28,63 @@ pub struct RunLine {
     pub text: String,
 }
 
+/// Where an archived entry came from. The archive keeps at most one entry per origin.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Origin {
+    /// Line `n` of a run, as the backend numbered it.
+    Run { run: RunId, n: u64 },
+    /// Entry `n` the engine wrote about the job (an event, or a line of its own).
+    Engine { n: u64 },
+}
+
+/// What origins are called where they are stored as text: the run id, or this.
+pub const ENGINE_ORIGIN: &str = "engine";
+
+impl Origin {
+    /// The origin's source as stored: the run id, or [`ENGINE_ORIGIN`].
+    pub fn source(&self) -> &str {
+        match self {
+            Origin::Run { run, .. } => run.as_str(),
+            Origin::Engine { .. } => ENGINE_ORIGIN,
+        }
+    }
+
+    pub fn n(&self) -> u64 {
+        match self {
+            Origin::Run { n, .. } | Origin::Engine { n } => *n,
+        }
+    }
+
+    /// Back from its stored form: a run id or [`ENGINE_ORIGIN`], and the number.
+    pub fn parse(source: &str, n: u64) -> Option<Origin> {
+        if source == ENGINE_ORIGIN {
+            return Some(Origin::Engine { n });
+        }
+        source.parse().ok().map(|run| Origin::Run { run, n })
+    }
+}
+
+/// Stored as `[source, n]`, the form the Consul store has always used for run lines.
+impl Serialize for Origin {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (self.source(), self.n()).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Origin {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (source, n) = <(String, u64)>::deserialize(deserializer)?;
+        Origin::parse(&source, n).ok_or_else(|| serde::de::Error::custom(format!("not an origin: {source:?}")))
+    }
+}
+
 /// A line on its way into the archive.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewLogLine {
     pub phase: Phase,
     pub test: Option<u32>,
-    /// The run and line number it came from; `None` for lines the engine writes itself.
-    /// The store keeps at most one line per origin.
-    pub origin: Option<(RunId, u64)>,
+    /// Where it came from; `None` only for lines that may be stored any number of times.
+    pub origin: Option<Origin>,
     pub stream: Stream,
     pub ts: Timestamp,
     pub text: String,
@@ -43,16 +97,121 @@ impl NewLogLine {
         NewLogLine {
             phase: key.phase,
             test: key.test_index,
-            origin: Some((run.clone(), line.n)),
+            origin: Some(Origin::Run { run: run.clone(), n: line.n }),
             stream: line.stream,
             ts: line.ts,
             text: line.text,
         }
     }
 
-    /// A line jobforge writes about the job itself (a timeout, a kill, cleanup).
+    /// A line jobforge writes about the job itself (a timeout, a kill), with no origin.
     pub fn system(phase: Phase, test: Option<u32>, text: impl Into<String>) -> Self {
         NewLogLine { phase, test, origin: None, stream: Stream::System, ts: Timestamp::now(), text: text.into() }
+    }
+}
+
+/// An event on its way into the archive: entry `n` of the engine's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewEvent {
+    pub n: u64,
+    pub ts: Timestamp,
+    pub event: JobEvent,
+}
+
+impl NewEvent {
+    pub fn origin(&self) -> Origin {
+        Origin::Engine { n: self.n }
+    }
+}
+
+/// Anything on its way into the archive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NewEntry {
+    Line(NewLogLine),
+    Event(NewEvent),
+}
+
+impl NewEntry {
+    pub fn origin(&self) -> Option<Origin> {
+        match self {
+            NewEntry::Line(line) => line.origin.clone(),
+            NewEntry::Event(event) => Some(event.origin()),
+        }
+    }
+}
+
+/// One archived entry of a job's journal, as readers see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Entry {
+    Line(LogLine),
+    Event(EventEntry),
+}
+
+impl Entry {
+    pub fn seq(&self) -> u64 {
+        match self {
+            Entry::Line(line) => line.seq,
+            Entry::Event(event) => event.seq,
+        }
+    }
+}
+
+/// Which journal entries to read: events always, lines of one phase if `phase` is set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EntryQuery {
+    pub phase: Option<Phase>,
+    /// Only entries with `seq` greater than this.
+    pub after: u64,
+    pub limit: usize,
+}
+
+/// Where following a run resumes: for each of the run's line sequences (see
+/// `ports::Backend`), the highest line number archived in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunCursor {
+    highest: Vec<u64>,
+}
+
+impl RunCursor {
+    /// Nothing archived yet, in a run of `sequences` line sequences.
+    pub fn start(sequences: u64) -> Self {
+        RunCursor { highest: vec![0; sequences.max(1) as usize] }
+    }
+
+    /// The cursor after the lines numbered `archived`.
+    pub fn after(sequences: u64, archived: impl IntoIterator<Item = u64>) -> Self {
+        let mut cursor = RunCursor::start(sequences);
+        for n in archived {
+            cursor.advance(n);
+        }
+        cursor
+    }
+
+    pub fn sequences(&self) -> u64 {
+        self.highest.len() as u64
+    }
+
+    /// Record that line `n` is archived.
+    pub fn advance(&mut self, n: u64) {
+        let slot = (n % self.sequences()) as usize;
+        self.highest[slot] = self.highest[slot].max(n);
+    }
+
+    /// Whether line `n` comes after the cursor in its sequence.
+    pub fn is_new(&self, n: u64) -> bool {
+        n > self.highest[(n % self.sequences()) as usize]
+    }
+
+    /// The highest number archived in `sequence`.
+    pub fn highest(&self, sequence: u64) -> u64 {
+        self.highest.get(sequence as usize).copied().unwrap_or(0)
+    }
+}
+
+impl fmt::Display for RunCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self.highest.iter().map(u64::to_string).collect();
+        write!(f, "[{}]", parts.join(","))
     }
 }
 
@@ -106,6 +265,29 @@ pub fn split_long(text: &str) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cursors_resume_each_sequence_on_its_own() {
+        // Four sequences, as on Nomad: stdout 4k, stderr 4k+1, ...
+        let cursor = RunCursor::after(4, [4, 8, 5, 12]);
+        assert_eq!((cursor.highest(0), cursor.highest(1), cursor.highest(2)), (12, 5, 0));
+        assert!(!cursor.is_new(8) && cursor.is_new(16), "stdout resumes after its own last line");
+        assert!(cursor.is_new(9), "a later stderr line is new though stdout went further");
+        assert!(cursor.is_new(2), "a sequence with nothing archived starts at its first line");
+        let one = RunCursor::after(1, [1, 2, 3]);
+        assert!(!one.is_new(3) && one.is_new(4));
+    }
+
+    #[test]
+    fn origins_keep_their_stored_form() {
+        let run = crate::id::RunKey::build(crate::id::JobId::new()).id();
+        let origin = Origin::Run { run: run.clone(), n: 7 };
+        assert_eq!(serde_json::to_value(&origin).unwrap(), serde_json::json!([run.as_str(), 7]));
+        for origin in [origin, Origin::Engine { n: 3 }] {
+            let back: Origin = serde_json::from_value(serde_json::to_value(&origin).unwrap()).unwrap();
+            assert_eq!(back, origin);
+        }
+    }
 
     #[test]
     fn long_lines_split_on_char_boundaries() {

@@ -1,47 +1,46 @@
 //! [`JobRecord`]: everything the service knows about one job, as the store keeps it.
 //!
-//! The engine's driver for a job is the only writer of its record; it persists the record before
-//! every side effect, so a restarted service continues from the record alone. The record holds
-//! secret *paths* only, never values.
+//! A record is the job's [`JobState`] (where it is, with only that state's data) plus the facts
+//! gathered on the way (phase times, the built digest, published references, finished tests)
+//! and the [`Outbox`] of journal entries decided with the state. The engine's driver is the
+//! only writer of a record and persists it before every side effect, so a restarted service
+//! continues from the record alone. The record holds secret *paths* only, never values.
+//!
+//! Records reach stores as JSON through [`stored`], which also reads the flat records written
+//! before the state machine, and validates every field on the way in as a submission is.
+
+mod stored;
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::JobSpec;
+use crate::events::JobEvent;
 use crate::id::{JobId, RunId, RunKey};
 use crate::image::{Digest, ImageRef};
-use crate::status::{JobStatus, Phase};
+use crate::logs::{NewEntry, NewEvent, NewLogLine, Origin};
+use crate::state::{CleanupReport, JobState, Outcome, PhaseRun};
+use crate::status::{JobStatus, Phase, Stream};
 use crate::time::Timestamp;
 
 /// One job, from submission to cleanup.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "stored::StoredRecord", into = "stored::StoredRecord")]
 pub struct JobRecord {
     pub id: JobId,
     pub spec: JobSpec,
-    pub status: JobStatus,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
-    #[serde(default)]
-    pub times: PhaseTimes,
     /// Where the build pushes and the tests pull: `<registry>/temp/<id>:latest`.
     pub temp_image: ImageRef,
+    pub state: JobState,
+    pub times: PhaseTimes,
     /// The digest the build pushed, once known; tests and publish use exactly this.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_digest: Option<Digest>,
-    /// Final references, filled in as publishing confirms each one.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Final references confirmed to hold `image_digest`.
     pub published: Vec<ImageRef>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// The tests of a test phase that is over (while it runs, its runs are in `state`).
     pub tests: Vec<TestResult>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failure: Option<Failure>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kill: Option<KillRequest>,
-    /// While PENDING behind other builds of the same image and branch: how many are ahead.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub queue_position: Option<u32>,
-    /// Set once the temp image and the backend's leftovers of a finished job are gone.
-    #[serde(default)]
-    pub cleaned_up: bool,
+    pub outbox: Outbox,
 }
 
 impl JobRecord {
@@ -49,24 +48,58 @@ impl JobRecord {
         JobRecord {
             id,
             spec,
-            status: JobStatus::Pending,
             created_at: now,
             updated_at: now,
-            times: PhaseTimes { job_start: Some(now), ..PhaseTimes::default() },
             temp_image,
+            state: JobState::Waiting { queue_position: None },
+            times: PhaseTimes { job_start: Some(now), ..PhaseTimes::default() },
             image_digest: None,
             published: Vec::new(),
             tests: Vec::new(),
-            failure: None,
-            kill: None,
-            queue_position: None,
-            cleaned_up: false,
+            outbox: Outbox::default(),
         }
     }
 
-    /// A job the engine must still drive: not finished, or finished but not yet cleaned up.
+    pub fn status(&self) -> JobStatus {
+        self.state.status()
+    }
+
+    /// A job the engine must still drive: not ended, or with journal entries not yet written.
     pub fn is_live(&self) -> bool {
-        !self.status.is_terminal() || !self.cleaned_up
+        !self.state.is_ended() || !self.outbox.is_empty()
+    }
+
+    /// Ended with everything it left behind removed: nothing about it will change any more.
+    pub fn cleaned_up(&self) -> bool {
+        self.state.cleanup().is_some_and(CleanupReport::is_complete)
+    }
+
+    pub fn failure(&self) -> Option<&Failure> {
+        self.state.failure()
+    }
+
+    pub fn kill(&self) -> Option<&KillRequest> {
+        self.state.kill()
+    }
+
+    pub fn queue_position(&self) -> Option<u32> {
+        self.state.queue_position()
+    }
+
+    /// The job's tests as callers see them: those of the test phase running now, or as it
+    /// ended.
+    pub fn test_results(&self) -> Vec<TestResult> {
+        match &self.state {
+            JobState::Running(run @ PhaseRun { phase: Phase::Test, .. }) => run.test_results(&self.test_commands()),
+            JobState::Running(_) | JobState::Waiting { .. } | JobState::Ending { .. } | JobState::Ended { .. } => {
+                self.tests.clone()
+            }
+        }
+    }
+
+    /// Each test as a caller would read it: the command, or `<entry point>`.
+    pub fn test_commands(&self) -> Vec<String> {
+        self.spec.tests().iter().map(ToString::to_string).collect()
     }
 
     /// The runs of `phase`, by their deterministic ids.
@@ -91,16 +124,102 @@ impl JobRecord {
 
     /// The phase the job is in, or was in when it ended.
     pub fn phase(&self) -> Option<Phase> {
-        if let Some(phase) = self.status.phase() {
-            return Some(phase);
+        if let JobState::Running(run) = &self.state {
+            return Some(run.phase);
         }
-        if let Some(failure) = &self.failure {
+        if let Some(failure) = self.failure() {
             return Some(failure.phase);
         }
         let t = &self.times;
         [(t.publish_start, Phase::Publish), (t.test_start, Phase::Test), (t.build_start, Phase::Build)]
             .into_iter()
             .find_map(|(start, phase)| start.map(|_| phase))
+    }
+
+    /// The outcome, once decided.
+    pub fn outcome(&self) -> Option<&Outcome> {
+        self.state.outcome()
+    }
+}
+
+/// Journal entries decided together with the state they describe, persisted in the record
+/// until they are archived: a crash between the record's write and the journal's leaves them
+/// here, and the next driver archives them (the archive skips any it has, by number).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outbox {
+    /// Entries numbered so far; the next one is `written + 1`.
+    #[serde(default)]
+    pub written: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<Posting>,
+}
+
+/// One entry the engine writes into a job's journal: an event, or a line of its own.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Posting {
+    pub n: u64,
+    pub ts: Timestamp,
+    #[serde(flatten)]
+    pub item: PostingItem,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "item", rename_all = "snake_case")]
+pub enum PostingItem {
+    Event {
+        event: JobEvent,
+    },
+    /// A `system` line in the log of `phase` (a kill, a timeout), for people reading logs.
+    Line {
+        phase: Phase,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        test: Option<u32>,
+        text: String,
+    },
+}
+
+impl Outbox {
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    pub fn event(&mut self, ts: Timestamp, event: JobEvent) {
+        self.post(ts, PostingItem::Event { event });
+    }
+
+    pub fn line(&mut self, ts: Timestamp, phase: Phase, text: impl Into<String>) {
+        self.post(ts, PostingItem::Line { phase, test: None, text: text.into() });
+    }
+
+    fn post(&mut self, ts: Timestamp, item: PostingItem) {
+        self.written += 1;
+        self.pending.push(Posting { n: self.written, ts, item });
+    }
+
+    /// Forget the entries numbered up to `n`: they are archived.
+    pub fn archived(&mut self, n: u64) {
+        self.pending.retain(|posting| posting.n > n);
+    }
+
+    /// The pending entries as the archive takes them.
+    pub fn entries(&self) -> Vec<NewEntry> {
+        self.pending.iter().map(Posting::entry).collect()
+    }
+}
+
+impl Posting {
+    pub fn entry(&self) -> NewEntry {
+        match &self.item {
+            PostingItem::Event { event } => NewEntry::Event(NewEvent { n: self.n, ts: self.ts, event: event.clone() }),
+            PostingItem::Line { phase, test, text } => NewEntry::Line(NewLogLine {
+                phase: *phase,
+                test: *test,
+                origin: Some(Origin::Engine { n: self.n }),
+                stream: Stream::System,
+                ts: self.ts,
+                text: text.clone(),
+            }),
+        }
     }
 }
 
@@ -167,6 +286,7 @@ pub struct TestResult {
     pub status: TestStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// When the test began to execute, as the backend reported it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -50,3 +50,48 @@ fn no_test_is_skipped_or_expected_to_panic() {
         }
     }
 }
+
+/// The engine reads on a screen or two: no file of it over 400 lines, no function over 60
+/// (its tests aside). A function is measured from its `fn` line to the closing brace at the
+/// same indentation.
+#[test]
+fn the_engine_stays_small() {
+    let engine = workspace().join("crates/core/src/engine");
+    let mut files = vec![workspace().join("crates/core/src/engine.rs")];
+    rust_files(&engine, &mut files);
+    let mut too_long = Vec::new();
+    for path in files.iter().filter(|p| p.file_name().is_some_and(|n| n != "tests.rs")) {
+        let text = std::fs::read_to_string(path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        if lines.len() > 400 {
+            too_long.push(format!("{}: {} lines", path.display(), lines.len()));
+        }
+        for (name, length) in functions(&lines) {
+            if length > 60 {
+                too_long.push(format!("{}: fn {name} has {length} lines", path.display()));
+            }
+        }
+    }
+    assert!(too_long.is_empty(), "the engine grew past its limits:\n{}", too_long.join("\n"));
+}
+
+/// Each function's name and length in lines, outside `#[cfg(test)]` modules.
+fn functions(lines: &[&str]) -> Vec<(String, usize)> {
+    let end_of_code = lines.iter().position(|l| l.trim() == "#[cfg(test)]").unwrap_or(lines.len());
+    let mut found = Vec::new();
+    for (i, line) in lines[..end_of_code].iter().enumerate() {
+        let code = line.trim_start();
+        let indent = line.len() - code.len();
+        let Some(at) = code.find("fn ") else { continue };
+        let before = &code[..at];
+        if !before.split_whitespace().all(|w| matches!(w, "pub" | "pub(crate)" | "pub(super)" | "async" | "const")) {
+            continue;
+        }
+        let name: String = code[at + 3..].chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        let close = " ".repeat(indent) + "}";
+        if let Some(end) = lines[i..end_of_code].iter().position(|l| *l == close) {
+            found.push((name, end + 1));
+        }
+    }
+    found
+}

@@ -25,6 +25,12 @@ impl Timestamp {
         self.0
     }
 
+    /// A file's or process's time, to the millisecond.
+    pub fn from_system_time(at: std::time::SystemTime) -> Option<Self> {
+        let ms = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
+        Self::from_unix_millis(i64::try_from(ms).ok()?)
+    }
+
     pub fn from_unix_millis(ms: i64) -> Option<Self> {
         DateTime::from_timestamp_millis(ms).map(Timestamp)
     }

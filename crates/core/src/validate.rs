@@ -261,15 +261,12 @@ impl Validator {
     }
 
     fn env_name(&mut self, field: &str, name: &str) -> Option<EnvName> {
-        let mut chars = name.chars();
-        let ok = name.len() <= 128
-            && chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if ok {
-            Some(EnvName(name.to_owned()))
-        } else {
-            self.problem(field, "must be a variable name: a letter or '_' followed by letters, digits and '_'");
-            None
+        match check_env_name(name) {
+            Ok(()) => Some(EnvName(name.to_owned())),
+            Err(message) => {
+                self.problem(field, message);
+                None
+            }
         }
     }
 
@@ -377,6 +374,15 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
+/// The rule of an environment variable or build-arg name.
+pub(crate) fn check_env_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let ok = name.len() <= 128
+        && chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok { Ok(()) } else { Err("must be a variable name: a letter or '_' followed by letters, digits and '_'".into()) }
+}
+
 fn repo_url(v: &mut Validator, field: &str, value: &Value) -> Option<RepoUrl> {
     let s = v.string(field, value, 2048, false)?;
     match check_repo_url(&s) {
@@ -388,7 +394,11 @@ fn repo_url(v: &mut Validator, field: &str, value: &Value) -> Option<RepoUrl> {
     }
 }
 
-fn check_repo_url(s: &str) -> Result<(), String> {
+/// The rules of a repository URL.
+pub(crate) fn check_repo_url(s: &str) -> Result<(), String> {
+    if s.len() > 2048 {
+        return Err("is longer than 2048 bytes".into());
+    }
     if s.starts_with('-') {
         return Err("must not start with '-'".into());
     }
@@ -444,30 +454,37 @@ fn check_scp_url(s: &str) -> Result<(), String> {
 
 fn git_ref(v: &mut Validator, field: &str, value: &Value) -> Option<GitRef> {
     let s = v.string(field, value, 255, false)?;
-    let message = if s.is_empty() {
-        Some("must not be empty".to_owned())
-    } else if s.starts_with('-') {
-        Some("must not start with '-'".into())
-    } else if s.chars().any(char::is_whitespace) {
-        Some("must not contain whitespace".into())
-    } else if s.contains("..") {
-        Some("must not contain '..'".into())
-    } else if let Some(c) = s.chars().find(|c| matches!(c, '~' | '^' | ':' | '?' | '*' | '[' | '\\')) {
-        Some(format!("must not contain {c:?}"))
-    } else if s.contains("@{") || s == "@" {
-        Some("must not contain '@{' or be '@'".into())
-    } else if s.starts_with('/') || s.ends_with('/') || s.contains("//") || s.ends_with('.') || s.ends_with(".lock") {
-        Some("is not a valid git ref (no leading, trailing or double '/', and no trailing '.' or '.lock')".into())
-    } else {
-        None
-    };
-    match message {
-        Some(message) => {
+    match check_git_ref(&s) {
+        Ok(()) => Some(GitRef(s)),
+        Err(message) => {
             v.problem(field, message);
             None
         }
-        None => Some(GitRef(s)),
     }
+}
+
+/// The rules of a branch, tag or commit: git's own, and nothing git could read as an option.
+pub(crate) fn check_git_ref(s: &str) -> Result<(), String> {
+    let message = if s.is_empty() {
+        "must not be empty".to_owned()
+    } else if s.len() > 255 {
+        "is longer than 255 bytes".to_owned()
+    } else if s.starts_with('-') {
+        "must not start with '-'".into()
+    } else if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        "must not contain whitespace".into()
+    } else if s.contains("..") {
+        "must not contain '..'".into()
+    } else if let Some(c) = s.chars().find(|c| matches!(c, '~' | '^' | ':' | '?' | '*' | '[' | '\\')) {
+        format!("must not contain {c:?}")
+    } else if s.contains("@{") || s == "@" {
+        "must not contain '@{' or be '@'".into()
+    } else if s.starts_with('/') || s.ends_with('/') || s.contains("//") || s.ends_with('.') || s.ends_with(".lock") {
+        "is not a valid git ref (no leading, trailing or double '/', and no trailing '.' or '.lock')".into()
+    } else {
+        return Ok(());
+    };
+    Err(message)
 }
 
 fn secret_path(v: &mut Validator, field: &str, value: &Value) -> Option<SecretPath> {
@@ -476,9 +493,25 @@ fn secret_path(v: &mut Validator, field: &str, value: &Value) -> Option<SecretPa
 
 fn rel_path(v: &mut Validator, field: &str, value: &Value) -> Option<RelPath> {
     let s = v.string(field, value, 1024, false)?;
+    match normalize_rel_path(&s) {
+        Ok(path) => Some(RelPath(path)),
+        Err(message) => {
+            v.problem(field, message);
+            None
+        }
+    }
+}
+
+/// A path relative to the repository root, normalized (`.` for the root), or why it is not one.
+pub(crate) fn normalize_rel_path(s: &str) -> Result<String, String> {
+    if s.len() > 1024 {
+        return Err("is longer than 1024 bytes".into());
+    }
     if s.starts_with('/') {
-        v.problem(field, "must be relative to the repository root, not absolute");
-        return None;
+        return Err("must be relative to the repository root, not absolute".into());
+    }
+    if s.chars().any(char::is_control) {
+        return Err("must not contain control characters".into());
     }
     let mut parts: Vec<&str> = Vec::new();
     for part in s.split('/') {
@@ -486,14 +519,13 @@ fn rel_path(v: &mut Validator, field: &str, value: &Value) -> Option<RelPath> {
             "" | "." => {}
             ".." => {
                 if parts.pop().is_none() {
-                    v.problem(field, "must stay inside the repository ('..' leads out of it)");
-                    return None;
+                    return Err("must stay inside the repository ('..' leads out of it)".into());
                 }
             }
             part => parts.push(part),
         }
     }
-    Some(if parts.is_empty() { RelPath::root() } else { RelPath(parts.join("/")) })
+    Ok(if parts.is_empty() { ".".to_owned() } else { parts.join("/") })
 }
 
 fn image_tags(v: &mut Validator, field: &str, value: &Value) -> Option<Vec<Tag>> {

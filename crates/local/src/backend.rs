@@ -17,8 +17,10 @@ use tokio::io::AsyncWriteExt;
 
 use jobforge_core::config::JobSpec;
 use jobforge_core::image::RegistryHost;
+use jobforge_core::logs::RunCursor;
 use jobforge_core::ports::{Backend, BackendError, RunEvents, RunSpec, RunWork, Secrets, Started};
 use jobforge_core::secret::Credentials;
+use jobforge_core::state::{CleanupReport, Leftover};
 use jobforge_core::validate::Problem;
 use jobforge_core::{JobId, RunId};
 
@@ -260,19 +262,20 @@ impl LocalBackend {
         tokio::time::timeout(limit, waiter).await.is_ok()
     }
 
-    async fn remove_containers(&self, names: &[String]) -> Vec<String> {
-        let mut removed = Vec::new();
+    /// Remove containers by force; what could not be removed is reported with podman's words.
+    async fn remove_containers(&self, names: &[String]) -> CleanupReport {
+        let mut report = CleanupReport::default();
         for name in names {
             let argv = self.inner.tools.podman(&["rm", "--force", "--time", "0", "--ignore", name.as_str()]);
             match run_quiet(&argv).await {
-                Ok(_) => removed.push(format!("container {name}")),
+                Ok(_) => report.removed.push(format!("container {name}")),
                 Err(error) => {
                     tracing::warn!(container = %name, %error, "could not remove a container");
-                    removed.push(format!("(not removed) container {name}: {}", error.trim()));
+                    report.remaining.push(Leftover { what: format!("container {name}"), why: error.trim().to_owned() });
                 }
             }
         }
-        removed
+        report
     }
 
     /// Containers labelled with the job, whatever run made them.
@@ -353,7 +356,13 @@ impl Backend for LocalBackend {
         Ok(Started::New)
     }
 
-    async fn follow(&self, run: &RunId, after: u64) -> Result<RunEvents, BackendError> {
+    /// One sequence: the shim numbers every line of a run in the order it writes them.
+    fn sequences(&self) -> u64 {
+        1
+    }
+
+    async fn follow(&self, run: &RunId, from: &RunCursor) -> Result<RunEvents, BackendError> {
+        let after = from.highest(0);
         let dir = self.run_dir(run);
         if !dir.exists() {
             return Err(BackendError::NoSuchRun(run.clone()));
@@ -392,36 +401,38 @@ impl Backend for LocalBackend {
         Ok(())
     }
 
-    async fn cleanup(&self, job: JobId) -> Result<Vec<String>, BackendError> {
-        let mut removed = Vec::new();
+    async fn cleanup(&self, job: JobId) -> Result<CleanupReport, BackendError> {
+        let mut report = CleanupReport::default();
         let mut images = BTreeSet::new();
         for run_id in self.job_runs(job) {
             let run = self.run_dir(&run_id);
             self.stop(&run_id, Duration::from_secs(5)).await?;
             if let Ok(meta) = run.read_meta() {
-                removed.extend(self.remove_containers(&meta.containers).await);
+                report.merge(self.remove_containers(&meta.containers).await);
                 images.extend(meta.images);
             }
-            fs::remove_dir_all(run.path())
-                .map_err(|source| BackendError::Io { context: format!("removing run {run_id}"), source })?;
-            removed.push(format!("run {run_id}"));
+            match fs::remove_dir_all(run.path()) {
+                Ok(()) => report.removed.push(format!("run {run_id}")),
+                Err(err) => report.remaining.push(Leftover { what: format!("run {run_id}"), why: err.to_string() }),
+            }
         }
         let leftovers = self.job_containers(job).await;
-        removed.extend(self.remove_containers(&leftovers).await);
+        report.merge(self.remove_containers(&leftovers).await);
         for image in images {
             // Untag only: the layers stay in storage as the build cache.
             let argv = self.inner.tools.podman(&["untag", image.as_str()]);
             if run_quiet(&argv).await.is_ok() {
-                removed.push(format!("local image name {image}"));
+                report.removed.push(format!("local image name {image}"));
             }
         }
         let work = self.work_dir(job);
         if work.exists() {
-            fs::remove_dir_all(&work)
-                .map_err(|source| BackendError::Io { context: format!("removing work directory of {job}"), source })?;
-            removed.push("work directory".into());
+            match fs::remove_dir_all(&work) {
+                Ok(()) => report.removed.push("work directory".into()),
+                Err(err) => report.remaining.push(Leftover { what: "work directory".into(), why: err.to_string() }),
+            }
         }
-        Ok(removed)
+        Ok(report)
     }
 
     async fn jobs(&self) -> Result<Vec<JobId>, BackendError> {

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 
-use jobforge_core::RunId;
 use jobforge_core::logs::RunLine;
 use jobforge_core::ports::{BackendError, RunEvent, RunEvents, RunExit};
+use jobforge_core::{RunId, Timestamp};
 
 use crate::rundir::RunDir;
 use crate::watch::Watcher;
@@ -52,8 +52,16 @@ async fn follow_task(
     let mut ended = shim_ended(run.clone());
     let mut log = LogTail::new(run.log_path(), after);
     let mut shim_gone = false;
+    let mut began = false;
 
     loop {
+        // The shim writes its pid first thing, before any line: its time is when the run began.
+        if !began && let Some(at) = began_at(run) {
+            began = true;
+            if tx.send(Ok(RunEvent::Began { at })).await.is_err() {
+                return Ok(());
+            }
+        }
         for line in log.read_available().map_err(io_err("reading the log"))? {
             if tx.send(Ok(RunEvent::Line(line))).await.is_err() {
                 return Ok(());
@@ -79,6 +87,11 @@ async fn follow_task(
             _ = tx.closed() => return Ok(()),
         }
     }
+}
+
+/// When the run's shim started, from its pid file (none before it has written one).
+fn began_at(run: &RunDir) -> Option<Timestamp> {
+    Timestamp::from_system_time(std::fs::metadata(run.pid_path()).ok()?.modified().ok()?)
 }
 
 /// Resolves once no shim holds the run's lock. A blocked thread, because flock has no async

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use jobforge_core::config::{GitRef, RelPath, RepoUrl, TestCase};
 use jobforge_core::image::ImageRef;
-use jobforge_core::logs::RunLine;
+use jobforge_core::logs::{RunCursor, RunLine};
 use jobforge_core::ports::{Backend, BuildWork, PublishWork, RunEvent, RunExit, RunSpec, RunWork, Started, TestWork};
 use jobforge_core::secret::SecretPath;
 use jobforge_core::{JobId, RunId, RunKey, Stream};
@@ -110,10 +110,11 @@ fn json<T: serde::de::DeserializeOwned>(text: &str) -> T {
 /// Every line of the run after `after`, and its exit.
 async fn follow(backend: &LocalBackend, run: &RunId, after: u64) -> (Vec<RunLine>, RunExit) {
     let collect = async {
-        let mut events = backend.follow(run, after).await.unwrap();
+        let mut events = backend.follow(run, &RunCursor::after(1, [after])).await.unwrap();
         let mut lines = Vec::new();
         while let Some(event) = events.next().await {
             match event.unwrap() {
+                RunEvent::Began { .. } => {}
                 RunEvent::Line(line) => lines.push(line),
                 RunEvent::Exit(exit) => return (lines, exit),
             }
@@ -130,10 +131,11 @@ fn text(lines: &[RunLine]) -> String {
 /// Wait until the run's own output (not jobforge's lines, which echo the command) has a line
 /// containing `needle`.
 async fn wait_for_line(backend: &LocalBackend, run: &RunId, needle: &str) {
-    let mut events = backend.follow(run, 0).await.unwrap();
+    let mut events = backend.follow(run, &RunCursor::start(1)).await.unwrap();
     let wait = async {
         while let Some(event) = events.next().await {
             match event.unwrap() {
+                RunEvent::Began { .. } => {}
                 RunEvent::Line(line) if line.stream != Stream::System && line.text.contains(needle) => return,
                 RunEvent::Line(_) => {}
                 RunEvent::Exit(exit) => panic!("run ended ({exit:?}) before printing {needle:?}"),
@@ -195,9 +197,10 @@ async fn build_test_and_publish_the_example() {
 
     assert!(env.backend.jobs().await.unwrap().contains(&env.job));
     let removed = env.backend.cleanup(env.job).await.unwrap();
-    assert!(removed.iter().any(|r| r.contains("work directory")), "{removed:?}");
+    assert!(removed.removed.iter().any(|r| r.contains("work directory")), "{removed:?}");
+    assert!(removed.is_complete(), "{removed:?}");
     assert!(!env.backend.jobs().await.unwrap().contains(&env.job));
-    assert!(env.backend.follow(&publish.id, 0).await.is_err(), "runs are gone after cleanup");
+    assert!(env.backend.follow(&publish.id, &RunCursor::start(1)).await.is_err(), "runs are gone after cleanup");
 }
 
 #[tokio::test]

@@ -4,8 +4,9 @@
 //! its output as it is written.
 //!
 //! Line numbers: stdout, stderr, task events and placement notes are numbered in four
-//! interleaved sequences (`n = 4k + stream`), each deterministic on its own, so following a
-//! run again from the start yields the same numbers and the archive keeps each line once.
+//! interleaved sequences (`n = 4k + sequence`, [`Backend::sequences`] is 4), each deterministic
+//! on its own: following a run again reads it from the start, numbers every line as before,
+//! and yields only those after the cursor in their own sequence.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -17,8 +18,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use jobforge_core::config::JobSpec;
-use jobforge_core::logs::RunLine;
+use jobforge_core::logs::{RunCursor, RunLine};
 use jobforge_core::ports::{Backend, BackendError, RunEvent, RunEvents, RunExit, RunSpec, Started};
+use jobforge_core::state::{CleanupReport, Leftover};
 use jobforge_core::validate::Problem;
 use jobforge_core::{JobId, RunId, Stream, Timestamp};
 
@@ -140,7 +142,11 @@ impl Backend for NomadBackend {
         }
     }
 
-    async fn follow(&self, run: &RunId, _after: u64) -> Result<RunEvents, BackendError> {
+    fn sequences(&self) -> u64 {
+        SEQUENCES
+    }
+
+    async fn follow(&self, run: &RunId, from: &RunCursor) -> Result<RunEvents, BackendError> {
         let id = self.nomad_id(run);
         if !self.exists(&id).await.map_err(|e| backend_error("looking up the run", e))? {
             return Err(BackendError::NoSuchRun(run.clone()));
@@ -153,6 +159,8 @@ impl Backend for NomadBackend {
             task: run.key().phase.to_string(),
             tx,
             numbers: [0; 4],
+            from: from.clone(),
+            began: false,
         };
         tokio::spawn(follower.run());
         Ok(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed())
@@ -166,26 +174,22 @@ impl Backend for NomadBackend {
         self.stop_and_purge(&id, grace).await.map_err(|e| backend_error("stopping the run", e))
     }
 
-    async fn cleanup(&self, job: JobId) -> Result<Vec<String>, BackendError> {
+    async fn cleanup(&self, job: JobId) -> Result<CleanupReport, BackendError> {
         let prefix = format!("{}-", self.config.render.prefix);
         let jobs = self.client.jobs(&prefix).await.map_err(|e| backend_error("listing jobs", e))?;
-        let mut removed = Vec::new();
-        let mut failed = Vec::new();
+        let mut report = CleanupReport::default();
         for stub in jobs {
             if self.config.render.run_id(&stub.id).is_none_or(|run| run.job() != job) {
                 continue;
             }
+            // One job that cannot be removed must not keep the others.
+            let what = format!("nomad job {}", stub.id);
             match self.stop_and_purge(&stub.id, Duration::from_secs(5)).await {
-                Ok(()) => removed.push(format!("nomad job {}", stub.id)),
-                Err(error) => failed.push(format!("{}: {error}", stub.id)),
+                Ok(()) => report.removed.push(what),
+                Err(error) => report.remaining.push(Leftover { what, why: error.to_string() }),
             }
         }
-        // One job that cannot be removed must not keep the others.
-        if failed.is_empty() {
-            Ok(removed)
-        } else {
-            Err(BackendError::Unavailable(format!("could not remove Nomad jobs: {}", failed.join("; "))))
-        }
+        Ok(report)
     }
 
     async fn jobs(&self) -> Result<Vec<JobId>, BackendError> {
@@ -206,6 +210,9 @@ impl Backend for NomadBackend {
 }
 
 type Sender = mpsc::Sender<Result<RunEvent, BackendError>>;
+
+/// Line sequences of a run: see [`Sequence`].
+const SEQUENCES: u64 = 4;
 
 /// The four line sequences of a run (see the module docs).
 #[derive(Clone, Copy)]
@@ -265,6 +272,9 @@ struct Follower {
     task: String,
     tx: Sender,
     numbers: [u64; 4],
+    /// Lines up to here (in each sequence) are archived already: numbered, not sent.
+    from: RunCursor,
+    began: bool,
 }
 
 impl Follower {
@@ -291,6 +301,9 @@ impl Follower {
         let failure = loop {
             events_seen = self.task_events(&latest, events_seen).await;
             let started = latest.task_states.get(&self.task).is_some_and(|t| t.state != TaskStatus::Pending);
+            if started {
+                self.began(&latest).await?;
+            }
             if started && !following {
                 following = true;
                 for stream in [LogType::Stdout, LogType::Stderr] {
@@ -328,6 +341,7 @@ impl Follower {
             }
         }
         if following || task_ran(&latest, &self.task) {
+            self.began(&latest).await?;
             for stream in [LogType::Stdout, LogType::Stderr] {
                 let rest = self.rest_of_log(&latest.id, stream, logs.received(stream)).await;
                 for line in logs.push(stream, &rest) {
@@ -412,14 +426,32 @@ impl Follower {
     async fn line(&mut self, sequence: Sequence, text: String) -> Result<(), NomadError> {
         let slot = sequence as usize;
         self.numbers[slot] += 1;
+        let n = self.numbers[slot] * SEQUENCES + slot as u64;
+        if !self.from.is_new(n) {
+            return Ok(());
+        }
         let stream = match sequence {
             Sequence::Stdout => Stream::Stdout,
             Sequence::Stderr => Stream::Stderr,
             Sequence::TaskEvent | Sequence::Placement => Stream::System,
         };
-        let line = RunLine { n: self.numbers[slot] * 4 + slot as u64, stream, ts: Timestamp::now(), text };
+        self.send(RunEvent::Line(RunLine { n, stream, ts: Timestamp::now(), text })).await
+    }
+
+    /// Report, once, when the task began: Nomad's own record of its start.
+    async fn began(&mut self, stub: &AllocListStub) -> Result<(), NomadError> {
+        if self.began {
+            return Ok(());
+        }
+        self.began = true;
+        let started = stub.task_states.get(&self.task).and_then(|t| t.started_at);
+        let at = started.map(Timestamp::from_datetime).unwrap_or_else(Timestamp::now);
+        self.send(RunEvent::Began { at }).await
+    }
+
+    async fn send(&self, event: RunEvent) -> Result<(), NomadError> {
         self.tx
-            .send(Ok(RunEvent::Line(line)))
+            .send(Ok(event))
             .await
             .map_err(|_| NomadError::Decode { what: "log lines".into(), message: "the reader went away".into() })
     }

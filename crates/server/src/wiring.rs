@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use jobforge_core::engine::Ports;
+use jobforge_core::ports::{Store, SystemClock};
 use jobforge_local::{FileSecrets, LocalBackend, LocalConfig};
 use jobforge_registry::{OciRegistry, RegistryConfig};
 use jobforge_sqlite::SqliteStore;
@@ -52,7 +53,7 @@ pub async fn wire(
         StoreKind::Consul => Some(consul_client(config)?),
         StoreKind::Sqlite => None,
     };
-    let store: Arc<dyn jobforge_core::ports::Store> = match &consul {
+    let store: Arc<dyn Store> = match &consul {
         Some(client) => {
             let settings = &config.consul;
             let defaults = jobforge_consul::ConsulStoreConfig::default();
@@ -113,7 +114,8 @@ pub async fn wire(
         // Alone on its store: locks in this process are enough, and die with it.
         None => Arc::new(jobforge_core::engine::ProcessLocks::default()),
     };
-    Ok(Wired { ports: Ports { backend, store, secrets, registry, locks }, info, consul })
+    let ports = Ports::new(backend, store, secrets, registry, locks, Arc::new(SystemClock));
+    Ok(Wired { ports, info, consul })
 }
 
 fn nomad_backend(config: &ServiceConfig) -> Result<jobforge_nomad::NomadBackend, WiringError> {

@@ -33,7 +33,7 @@ impl Row {
             id: record.id,
             key: record.id.to_string(),
             created_at: record.created_at.unix_millis(),
-            status: record.status.as_str(),
+            status: record.status().as_str(),
             live: record.is_live(),
             json,
         })

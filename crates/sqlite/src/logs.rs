@@ -1,15 +1,17 @@
-//! The log archive in the `logs` table: appending lines with per-job sequence numbers, and the
-//! reads that followers and failure reports make.
+//! The journal in the `logs` and `events` tables: appending lines and events with per-job
+//! sequence numbers, and the reads that followers, event streams and failure reports make.
 //!
 //! Sequence numbers are assigned here and nowhere else, inside the append's write transaction,
-//! so they stay gap-free. Functions are blocking and take the connection they run on; they must
-//! not choose a connection, lock anything or touch the `jobs` table beyond checking a job exists.
+//! across both tables, so they stay gap-free. Functions are blocking and take the connection
+//! they run on; they must not choose a connection, lock anything or touch the `jobs` table
+//! beyond checking a job exists.
 
 use rusqlite::{Connection, Params, Statement, TransactionBehavior, params};
 
 use crate::error::{DbError, corrupt};
 use crate::sql_int;
-use jobforge_core::logs::{LogLine, LogQuery, NewLogLine};
+use jobforge_core::events::{EventEntry, JobEvent};
+use jobforge_core::logs::{Entry, EntryQuery, LogLine, LogQuery, NewEntry, NewEvent, NewLogLine, RunCursor};
 use jobforge_core::ports::StoreError;
 use jobforge_core::{JobId, Phase, RunId, Timestamp};
 
@@ -22,10 +24,14 @@ const INSERT_LINE: &str = "
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
     ON CONFLICT (job_id, origin_run, origin_n) WHERE origin_run IS NOT NULL DO NOTHING";
 
-/// Archive `lines` of `job` in one transaction; returns the job's highest seq afterwards.
+const INSERT_EVENT: &str = "
+    INSERT INTO events (job_id, seq, n, ts, event) VALUES (?1, ?2, ?3, ?4, ?5)
+    ON CONFLICT (job_id, n) DO NOTHING";
+
+/// Archive `entries` of `job` in one transaction; returns the job's highest seq afterwards.
 ///
-/// A line whose origin is already stored is skipped and takes no seq, so replays leave no gaps.
-pub(crate) fn append(conn: &mut Connection, job: JobId, lines: &[NewLogLine]) -> Result<u64, DbError> {
+/// An entry whose origin is already stored is skipped and takes no seq, so replays leave no gaps.
+pub(crate) fn append(conn: &mut Connection, job: JobId, entries: &[NewEntry]) -> Result<u64, DbError> {
     // IMMEDIATE takes SQLite's write lock up front: no other connection (another process on the
     // same file) can append between reading the highest seq and inserting after it.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -33,16 +39,27 @@ pub(crate) fn append(conn: &mut Connection, job: JobId, lines: &[NewLogLine]) ->
     require_job(&tx, job, &id)?;
     let mut seq = highest_seq(&tx, &id)?;
     {
-        let mut insert = tx.prepare_cached(INSERT_LINE)?;
-        for line in lines {
-            // Not inserted when its origin is archived already: the seq stays free for the next line.
-            if insert_line(&mut insert, &id, seq + 1, line)? {
+        let mut insert_line = tx.prepare_cached(INSERT_LINE)?;
+        let mut insert_event = tx.prepare_cached(INSERT_EVENT)?;
+        for entry in entries {
+            // Not inserted when its origin is archived already: the seq stays free for the next one.
+            let added = match entry {
+                NewEntry::Line(line) => self::insert_line(&mut insert_line, &id, seq + 1, line)?,
+                NewEntry::Event(event) => self::insert_event(&mut insert_event, &id, seq + 1, event)?,
+            };
+            if added {
                 seq += 1;
             }
         }
     }
     tx.commit()?;
     Ok(seq)
+}
+
+fn insert_event(insert: &mut Statement<'_>, id: &str, seq: u64, event: &NewEvent) -> Result<bool, DbError> {
+    let json = serde_json::to_string(&event.event).map_err(|err| corrupt(id, err))?;
+    let added = insert.execute(params![id, sql_int(seq), sql_int(event.n), event.ts.unix_millis(), json])?;
+    Ok(added == 1)
 }
 
 /// Insert `line` as `seq`; false if its origin was archived already.
@@ -53,11 +70,54 @@ fn insert_line(insert: &mut Statement<'_>, id: &str, seq: u64, line: &NewLogLine
     Ok(added == 1)
 }
 
-/// The highest `n` archived from `run` of `job`, 0 if none.
-pub(crate) fn last_line(conn: &Connection, job: JobId, run: &RunId) -> Result<u64, DbError> {
-    let sql = "SELECT coalesce(max(origin_n), 0) FROM logs WHERE job_id = ?1 AND origin_run = ?2";
-    let n: i64 = conn.prepare_cached(sql)?.query_row(params![job.to_string(), run.as_str()], |row| row.get(0))?;
-    unsigned(job, "origin_n", n)
+/// The highest line archived from `run` of `job` in each of its `sequences` line sequences.
+pub(crate) fn cursor(conn: &Connection, job: JobId, run: &RunId, sequences: u64) -> Result<RunCursor, DbError> {
+    let sql = "SELECT max(origin_n) FROM logs WHERE job_id = ?1 AND origin_run = ?2 GROUP BY origin_n % ?3";
+    let mut statement = conn.prepare_cached(sql)?;
+    let rows = statement
+        .query_map(params![job.to_string(), run.as_str(), sql_int(sequences.max(1))], |row| row.get::<_, i64>(0))?;
+    let highest = rows.collect::<Result<Vec<i64>, _>>()?;
+    let highest = highest.into_iter().map(|n| unsigned(job, "origin_n", n)).collect::<Result<Vec<u64>, _>>()?;
+    Ok(RunCursor::after(sequences, highest))
+}
+
+/// Lines and events after `query.after`, in seq order: every event, lines of `query.phase`.
+pub(crate) fn entries(conn: &Connection, job: JobId, query: &EntryQuery) -> Result<Vec<Entry>, DbError> {
+    if query.limit == 0 {
+        return Ok(Vec::new());
+    }
+    let sql = "
+        SELECT seq, ts, phase, test, stream, text, NULL FROM logs
+         WHERE job_id = ?1 AND seq > ?2 AND (?3 IS NULL OR phase = ?3)
+        UNION ALL
+        SELECT seq, ts, NULL, NULL, NULL, NULL, event FROM events WHERE job_id = ?1 AND seq > ?2
+        ORDER BY seq LIMIT ?4";
+    let phase = query.phase.map(Phase::as_str);
+    let mut statement = conn.prepare_cached(sql)?;
+    let rows =
+        statement.query_map(params![job.to_string(), sql_int(query.after), phase, sql_int(query.limit)], |row| {
+            let event: Option<String> = row.get(6)?;
+            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, event, stored(row)))
+        })?;
+    let mut entries = Vec::new();
+    for row in rows {
+        let (seq, ts, event, line) = row?;
+        entries.push(match event {
+            Some(json) => Entry::Event(decode_event(job, seq, ts, &json)?),
+            None => Entry::Line(decode(job, line?)?),
+        });
+    }
+    Ok(entries)
+}
+
+fn decode_event(job: JobId, seq: i64, ts: i64, json: &str) -> Result<EventEntry, DbError> {
+    let event: JobEvent =
+        serde_json::from_str(json).map_err(|err| corrupt(job, format!("event at seq {seq}: {err}")))?;
+    Ok(EventEntry {
+        seq: unsigned(job, "seq", seq)?,
+        ts: Timestamp::from_unix_millis(ts).ok_or_else(|| corrupt(job, format!("event has time {ts}")))?,
+        event,
+    })
 }
 
 /// Lines matching `query`, in seq order; none for `limit: 0`.
@@ -103,16 +163,19 @@ fn require_job(conn: &Connection, job: JobId, id: &str) -> Result<(), DbError> {
     if exists { Ok(()) } else { Err(StoreError::NotFound(job).into()) }
 }
 
+/// The highest seq of the job's lines and events together.
 fn highest_seq(conn: &Connection, id: &str) -> Result<u64, DbError> {
-    let sql = "SELECT coalesce(max(seq), 0) FROM logs WHERE job_id = ?1";
+    let sql = "SELECT max((SELECT coalesce(max(seq), 0) FROM logs WHERE job_id = ?1),
+                          (SELECT coalesce(max(seq), 0) FROM events WHERE job_id = ?1))";
     let seq: i64 = conn.prepare_cached(sql)?.query_row([id], |row| row.get(0))?;
     Ok(u64::try_from(seq).unwrap_or_default())
 }
 
-/// The origin columns of a line: both NULL for lines jobforge wrote itself.
+/// The origin columns of a line: the run (or `engine`) and its number; both NULL for lines
+/// with no origin, which are never deduplicated.
 fn origin(line: &NewLogLine) -> (Option<&str>, Option<i64>) {
     match &line.origin {
-        Some((run, n)) => (Some(run.as_str()), Some(sql_int(*n))),
+        Some(origin) => (Some(origin.source()), Some(sql_int(origin.n()))),
         None => (None, None),
     }
 }
@@ -130,18 +193,21 @@ struct Stored {
 /// The lines a `SELECT {COLUMNS} ...` query returns, in its order.
 fn lines(conn: &Connection, job: JobId, sql: &str, params: impl Params) -> Result<Vec<LogLine>, DbError> {
     let mut statement = conn.prepare_cached(sql)?;
-    let rows = statement.query_map(params, |row| {
-        Ok(Stored {
-            seq: row.get(0)?,
-            ts: row.get(1)?,
-            phase: row.get(2)?,
-            test: row.get(3)?,
-            stream: row.get(4)?,
-            text: row.get(5)?,
-        })
-    })?;
+    let rows = statement.query_map(params, stored)?;
     let rows = rows.collect::<Result<Vec<_>, _>>()?;
     rows.into_iter().map(|stored| decode(job, stored)).collect()
+}
+
+/// The line in a row of `SELECT {COLUMNS} ...` (or of the line half of `entries`).
+fn stored(row: &rusqlite::Row<'_>) -> rusqlite::Result<Stored> {
+    Ok(Stored {
+        seq: row.get(0)?,
+        ts: row.get(1)?,
+        phase: row.get::<_, Option<String>>(2)?.unwrap_or_default(),
+        test: row.get(3)?,
+        stream: row.get::<_, Option<String>>(4)?.unwrap_or_default(),
+        text: row.get::<_, Option<String>>(5)?.unwrap_or_default(),
+    })
 }
 
 /// A stored line as readers see it, or [`StoreError::Corrupt`] if a column is out of range.

@@ -10,7 +10,7 @@ use crate::error::DbError;
 use jobforge_core::ports::StoreError;
 
 /// Step `i` takes a database at version `i` to version `i + 1`; version 0 is an empty file.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The version this build writes and understands.
 pub(crate) const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -48,6 +48,25 @@ CREATE TABLE logs (
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX logs_origin ON logs (job_id, origin_run, origin_n) WHERE origin_run IS NOT NULL;
 CREATE INDEX logs_phase ON logs (job_id, phase, seq);
+";
+
+/// Version 2: job events, in the same per-job sequence as the log lines.
+///
+/// An event is entry `n` of the engine's for its job (`JobRecord::outbox`); `(job_id, n)` is
+/// unique, so archiving the same event again after a crash stores nothing. Lines the engine
+/// writes itself from then on have `origin_run = 'engine'` and their entry number as
+/// `origin_n`, deduplicated by `logs_origin` like run lines. A sequence number is taken by a
+/// line or an event, never both: appends number them together under the write lock.
+const V2: &str = "
+CREATE TABLE events (
+    job_id TEXT    NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    seq    INTEGER NOT NULL CHECK (seq > 0),
+    n      INTEGER NOT NULL,
+    ts     INTEGER NOT NULL,
+    event  TEXT    NOT NULL,
+    PRIMARY KEY (job_id, seq),
+    UNIQUE (job_id, n)
+) WITHOUT ROWID;
 ";
 
 /// Bring the database up to [`SCHEMA_VERSION`], all steps in one transaction. Refuses a

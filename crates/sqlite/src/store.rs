@@ -1,5 +1,5 @@
-//! [`SqliteStore`]: the handle, its two connections, and the bridge from async callers to
-//! blocking SQLite calls.
+//! [`SqliteStore`]: the handle, its two connections, the bridge from async callers to
+//! blocking SQLite calls, and the four store ports on top of them.
 //!
 //! Every call runs on tokio's blocking pool holding the mutex of the one connection it needs:
 //! writes on the writer, reads on the reader. This module must not hold SQL of records or lines
@@ -14,9 +14,10 @@ use rusqlite::Connection;
 
 use crate::error::DbError;
 use crate::{connection, jobs, logs, schema};
-use jobforge_core::logs::{LogLine, LogQuery, NewLogLine};
-use jobforge_core::ports::{HistoryPage, Store, StoreError};
-use jobforge_core::record::JobRecord;
+use jobforge_core::inprocess::{JobSignals, ProcessMailbox};
+use jobforge_core::logs::{Entry, EntryQuery, LogLine, LogQuery, NewEntry, RunCursor};
+use jobforge_core::ports::{HistoryPage, JobFeed, JobRecords, LogArchive, Mailbox, StoreError};
+use jobforge_core::record::{JobRecord, KillRequest};
 use jobforge_core::{JobId, Phase, RunId};
 
 /// Job records and logs in one SQLite file. Cheap to clone; clones share the connections.
@@ -25,6 +26,9 @@ use jobforge_core::{JobId, Phase, RunId};
 /// process being killed (see `connection::writer` for why `synchronous=NORMAL` suffices).
 /// **Cancellation:** dropping a call's future does not stop the call; it commits or fails on
 /// its own, as a whole.
+/// **Feed and mailbox:** the file is written by this process only (one service on it), so
+/// waiting for a job's journal is an in-process notification, and kill requests between
+/// drivers are held in memory.
 #[derive(Clone)]
 pub struct SqliteStore {
     inner: Arc<Connections>,
@@ -38,6 +42,9 @@ struct Connections {
     /// Every read. In WAL mode it sees the last commit without waiting for a write in progress,
     /// so log followers never wait on the pump.
     reader: Mutex<Connection>,
+    /// Woken after every commit that touches a job.
+    signals: JobSignals,
+    mailbox: ProcessMailbox,
 }
 
 impl SqliteStore {
@@ -49,7 +56,13 @@ impl SqliteStore {
         let (writer, reader) = opened.map_err(|err| {
             StoreError::Unavailable(format!("could not open {}: {}", path.display(), StoreError::from(err)))
         })?;
-        let inner = Connections { path: path.to_owned(), writer: Mutex::new(writer), reader: Mutex::new(reader) };
+        let inner = Connections {
+            path: path.to_owned(),
+            writer: Mutex::new(writer),
+            reader: Mutex::new(reader),
+            signals: JobSignals::default(),
+            mailbox: ProcessMailbox::default(),
+        };
         Ok(SqliteStore { inner: Arc::new(inner) })
     }
 
@@ -86,15 +99,19 @@ impl fmt::Debug for SqliteStore {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl JobRecords for SqliteStore {
     async fn insert(&self, record: &JobRecord) -> Result<(), StoreError> {
         let row = jobs::Row::of(record)?;
-        self.write(move |conn| jobs::insert(conn, &row)).await
+        self.write(move |conn| jobs::insert(conn, &row)).await?;
+        self.inner.signals.bump(record.id);
+        Ok(())
     }
 
     async fn update(&self, record: &JobRecord) -> Result<(), StoreError> {
         let row = jobs::Row::of(record)?;
-        self.write(move |conn| jobs::update(conn, &row)).await
+        self.write(move |conn| jobs::update(conn, &row)).await?;
+        self.inner.signals.bump(record.id);
+        Ok(())
     }
 
     async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
@@ -109,14 +126,24 @@ impl Store for SqliteStore {
         self.read(|conn| jobs::live(conn)).await
     }
 
-    async fn append_logs(&self, job: JobId, lines: &[NewLogLine]) -> Result<u64, StoreError> {
-        let lines = lines.to_vec();
-        self.write(move |conn| logs::append(conn, job, &lines)).await
+    /// The file is readable and holds the schema this build knows.
+    async fn check(&self) -> Result<(), StoreError> {
+        self.read(|conn| schema::check(conn)).await
+    }
+}
+
+#[async_trait]
+impl LogArchive for SqliteStore {
+    async fn append(&self, job: JobId, entries: &[NewEntry]) -> Result<u64, StoreError> {
+        let entries = entries.to_vec();
+        let seq = self.write(move |conn| logs::append(conn, job, &entries)).await?;
+        self.inner.signals.bump(job);
+        Ok(seq)
     }
 
-    async fn last_line(&self, job: JobId, run: &RunId) -> Result<u64, StoreError> {
+    async fn cursor(&self, job: JobId, run: &RunId, sequences: u64) -> Result<RunCursor, StoreError> {
         let run = run.clone();
-        self.read(move |conn| logs::last_line(conn, job, &run)).await
+        self.read(move |conn| logs::cursor(conn, job, &run, sequences)).await
     }
 
     async fn logs(&self, job: JobId, query: &LogQuery) -> Result<Vec<LogLine>, StoreError> {
@@ -128,9 +155,35 @@ impl Store for SqliteStore {
         self.read(move |conn| logs::tail(conn, job, phase, test, n)).await
     }
 
-    /// The file is readable and holds the schema this build knows.
-    async fn check(&self) -> Result<(), StoreError> {
-        self.read(|conn| schema::check(conn)).await
+    async fn entries(&self, job: JobId, query: &EntryQuery) -> Result<Vec<Entry>, StoreError> {
+        let query = *query;
+        self.read(move |conn| logs::entries(conn, job, &query)).await
+    }
+}
+
+#[async_trait]
+impl JobFeed for SqliteStore {
+    async fn changed(&self, job: JobId, version: u64, limit: std::time::Duration) -> Result<u64, StoreError> {
+        Ok(self.inner.signals.changed(job, version, limit).await)
+    }
+}
+
+#[async_trait]
+impl Mailbox for SqliteStore {
+    async fn request_kill(&self, id: JobId, request: &KillRequest) -> Result<(), StoreError> {
+        self.inner.mailbox.request_kill(id, request).await
+    }
+
+    async fn kill_requests(
+        &self,
+        version: u64,
+        limit: std::time::Duration,
+    ) -> Result<(u64, Vec<(JobId, KillRequest)>), StoreError> {
+        self.inner.mailbox.kill_requests(version, limit).await
+    }
+
+    async fn forget_kill_request(&self, id: JobId) -> Result<(), StoreError> {
+        self.inner.mailbox.forget_kill_request(id).await
     }
 }
 

@@ -7,8 +7,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use jobforge_core::logs::{LogQuery, NewLogLine, RunLine};
-use jobforge_core::ports::{Store, StoreError};
+use jobforge_core::ports::{JobRecords, LogArchive, StoreError};
 use jobforge_core::record::JobRecord;
+use jobforge_core::state::{JobState, PhaseRun};
 use jobforge_core::{JobId, JobStatus, Phase, RunKey, Stream, Timestamp, validate};
 use jobforge_sqlite::SqliteStore;
 use tempfile::TempDir;
@@ -38,9 +39,14 @@ conformance!(
     append_numbers_lines_per_job_without_gaps,
     replayed_origins_are_stored_once,
     system_lines_always_append,
-    last_line_is_per_run,
+    cursors_are_per_run_and_sequence,
     logs_filter_by_phase_test_after_and_limit,
     tail_returns_the_last_lines_in_order,
+    events_share_the_sequence_with_lines_and_are_stored_once,
+    entries_interleave_events_and_lines_of_a_phase,
+    an_ended_job_with_leftovers_is_not_live,
+    the_feed_wakes_a_reader_on_an_append,
+    the_mailbox_keeps_a_request_until_it_is_forgotten,
     check_passes,
 );
 
@@ -56,7 +62,7 @@ async fn everything_survives_closing_and_reopening_the_file() {
     let (dir, store) = fresh_store();
     let mut record = record();
     store.insert(&record).await.unwrap();
-    record.status = JobStatus::Building;
+    record.state = JobState::Running(PhaseRun::new(Phase::Build, 1));
     store.update(&record).await.unwrap();
     let build = RunKey::build(record.id).id();
     let lines = [run_line(&build, 1), run_line(&build, 2), NewLogLine::system(Phase::Build, None, "note")];
@@ -69,7 +75,7 @@ async fn everything_survives_closing_and_reopening_the_file() {
     assert_eq!(store.live().await.unwrap(), [record.clone()]);
     assert_eq!(store.list(10, 0).await.unwrap().total, 1);
     assert_eq!(store.logs(record.id, &LogQuery::after(0, 100)).await.unwrap(), before);
-    assert_eq!(store.last_line(record.id, &build).await.unwrap(), 2);
+    assert_eq!(store.cursor(record.id, &build, 1).await.unwrap().highest(0), 2);
     // Replays are still recognised, and numbering continues where it stopped.
     assert_eq!(store.append_logs(record.id, &[run_line(&build, 2), run_line(&build, 3)]).await.unwrap(), 4);
 }
@@ -171,7 +177,61 @@ fn a_new_file_is_in_wal_mode_at_the_current_schema_version() {
     let mode: String = conn.pragma_query_value(None, "journal_mode", |row| row.get(0)).unwrap();
     assert_eq!(mode, "wal");
     let version: u32 = conn.pragma_query_value(None, "user_version", |row| row.get(0)).unwrap();
-    assert_eq!(version, 1);
+    assert_eq!(version, 2);
+}
+
+#[test]
+fn a_version_1_database_is_migrated_and_keeps_its_records_and_lines() {
+    let (dir, store) = fresh_store();
+    drop(store);
+    let conn = raw(&dir);
+    conn.execute_batch("DROP TABLE events; PRAGMA user_version = 1;").unwrap();
+    let id = JobId::new();
+    // A record as jobforge wrote it before the state machine: flat status, kill, cleaned_up.
+    let legacy = serde_json::json!({
+        "id": id, "status": "KILLED", "created_at": "2026-11-29T10:00:00.000Z",
+        "updated_at": "2026-11-29T10:01:00.000Z", "temp_image": format!("127.0.0.1:5000/temp/{id}:latest"),
+        "spec": {"repo_url": "https://git.example.com/team/app.git", "git_ref": "main", "dockerfile_path": "Dockerfile",
+                 "context": ".", "image_name": "team/app", "image_tags": ["v1"], "registry_url": "127.0.0.1:5000"},
+        "kill": {"at": "2026-11-29T10:00:30.000Z", "by": "ops", "reason": "stuck"},
+        "cleaned_up": true,
+    });
+    conn.execute(
+        "INSERT INTO jobs (id, created_at, status, live, record) VALUES (?1, 0, 'KILLED', 0, ?2)",
+        [id.to_string(), legacy.to_string()],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO logs (job_id, seq, phase, stream, ts, text) VALUES (?1, 1, 'build', 'system', 0, 'old line')",
+        [id.to_string()],
+    )
+    .unwrap();
+    drop(conn);
+
+    let store = SqliteStore::open(&db_path(&dir)).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let record = store.get(id).await.unwrap().expect("the old record is kept");
+        assert_eq!(record.status(), JobStatus::Killed);
+        assert_eq!(record.kill().and_then(|k| k.reason.as_deref()), Some("stuck"));
+        assert!(record.state.is_ended() && !record.is_live());
+        let lines = store.logs(id, &LogQuery::after(0, 10)).await.unwrap();
+        assert_eq!(lines[0].text, "old line");
+        // New entries continue the old numbering.
+        let run = RunKey::build(id).id();
+        assert_eq!(store.append_logs(id, &[run_line(&run, 1)]).await.unwrap(), 2);
+    });
+}
+
+#[tokio::test]
+async fn a_stored_spec_that_breaks_the_job_rules_is_corrupt() {
+    let (dir, store) = fresh_store();
+    let record = record();
+    store.insert(&record).await.unwrap();
+    // A ref git would read as an option: refused on the way in, as a submission is.
+    let sql = "UPDATE jobs SET record = json_set(record, '$.spec.git_ref', '-x') WHERE id = ?1";
+    raw(&dir).execute(sql, [record.id.to_string()]).unwrap();
+    assert_corrupt(store.get(record.id).await, record.id);
 }
 
 #[test]

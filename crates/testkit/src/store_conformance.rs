@@ -1,5 +1,6 @@
-//! The conformance suite of the [`Store`] port: one `pub async fn` per behaviour, plus
-//! [`run_all`], so every adapter (SQLite now, Consul later) is held to the same contract.
+//! The conformance suite of the store ports ([`JobRecords`], [`LogArchive`], [`JobFeed`],
+//! [`Mailbox`], together a [`Store`]): one `pub async fn` per behaviour, plus [`run_all`], so
+//! every adapter (SQLite, Consul, the in-memory store) is held to the same contract.
 //!
 //! Each function makes its own jobs with fresh ids and asserts only about those, so the
 //! functions are independent and may run one after another on a single store. Timestamps are
@@ -8,9 +9,13 @@
 
 use std::collections::BTreeSet;
 
-use jobforge_core::logs::{LogLine, LogQuery, NewLogLine, RunLine};
+use std::time::Duration;
+
+use jobforge_core::events::JobEvent;
+use jobforge_core::logs::{Entry, EntryQuery, LogLine, LogQuery, NewEntry, NewEvent, NewLogLine, RunCursor, RunLine};
 use jobforge_core::ports::{Store, StoreError};
 use jobforge_core::record::{Failure, FailureReason, JobRecord, KillRequest, TestResult, TestStatus};
+use jobforge_core::state::{CleanupReport, JobState, Leftover, Outcome, PhaseRun};
 use jobforge_core::{JobId, JobStatus, Phase, RunId, RunKey, Stream, Timestamp, validate};
 use serde_json::json;
 
@@ -25,9 +30,14 @@ pub async fn run_all(store: &dyn Store) {
     append_numbers_lines_per_job_without_gaps(store).await;
     replayed_origins_are_stored_once(store).await;
     system_lines_always_append(store).await;
-    last_line_is_per_run(store).await;
+    cursors_are_per_run_and_sequence(store).await;
     logs_filter_by_phase_test_after_and_limit(store).await;
     tail_returns_the_last_lines_in_order(store).await;
+    events_share_the_sequence_with_lines_and_are_stored_once(store).await;
+    entries_interleave_events_and_lines_of_a_phase(store).await;
+    an_ended_job_with_leftovers_is_not_live(store).await;
+    the_feed_wakes_a_reader_on_an_append(store).await;
+    the_mailbox_keeps_a_request_until_it_is_forgotten(store).await;
     check_passes(store).await;
 }
 
@@ -45,7 +55,7 @@ pub async fn insert_then_get_round_trips(store: &dyn Store) {
 pub async fn update_replaces_the_record(store: &dyn Store) {
     let mut record = pending_record(millis_now());
     store.insert(&record).await.expect("insert a new job");
-    record.status = JobStatus::Building;
+    record.state = JobState::Running(PhaseRun::new(Phase::Build, 2));
     record.times.build_start = Some(record.created_at.add(std::time::Duration::from_millis(1_250)));
     record.updated_at = record.created_at.add(std::time::Duration::from_millis(1_251));
     store.update(&record).await.expect("update an existing job");
@@ -58,7 +68,7 @@ pub async fn duplicate_insert_is_refused(store: &dyn Store) {
     let record = pending_record(millis_now());
     store.insert(&record).await.expect("insert a new job");
     let mut again = record.clone();
-    again.status = JobStatus::Failed;
+    again.state = JobState::Ending { outcome: Outcome::Succeeded };
     match store.insert(&again).await {
         Err(StoreError::Duplicate(id)) => assert_eq!(id, record.id, "Duplicate names the job"),
         other => panic!("a second insert of one id must be refused as Duplicate, got {other:?}"),
@@ -176,18 +186,22 @@ pub async fn system_lines_always_append(store: &dyn Store) {
     assert_eq!(lines[0].stream, Stream::System, "the stream is kept");
 }
 
-/// `last_line` is the highest n archived from one run, 0 for a run with none.
-pub async fn last_line_is_per_run(store: &dyn Store) {
+/// A run's cursor holds the highest n archived from it in each of its line sequences (a
+/// sequence with none: 0), whatever other runs and the engine's own lines hold.
+pub async fn cursors_are_per_run_and_sequence(store: &dyn Store) {
     let job = new_job(store).await;
     let (build, test0, test1) = (RunKey::build(job).id(), RunKey::test(job, 0).id(), RunKey::test(job, 1).id());
-    assert_eq!(last_line(store, job, &build).await, 0, "no lines yet");
+    assert_eq!(cursor(store, job, &build, 1).await, RunCursor::start(1), "no lines yet");
     append(store, job, &run_lines(&build, 1..=3)).await;
-    append(store, job, &[run_lines(&test0, 1..=2), vec![system_line(Phase::Test, "note")]].concat()).await;
-    assert_eq!(last_line(store, job, &build).await, 3, "build run");
-    assert_eq!(last_line(store, job, &test0).await, 2, "first test run; system lines do not count");
-    assert_eq!(last_line(store, job, &test1).await, 0, "a run with no lines");
+    // Four sequences, as on Nomad: 4 and 8 are stdout, 5 is stderr.
+    let interleaved = [run_line(&test0, 4, "o"), run_line(&test0, 5, "e"), run_line(&test0, 8, "o")];
+    append(store, job, &[interleaved.to_vec(), vec![system_line(Phase::Test, "note")]].concat()).await;
+    assert_eq!(cursor(store, job, &build, 1).await, RunCursor::after(1, [3]), "build run");
+    let test_cursor = cursor(store, job, &test0, 4).await;
+    assert_eq!((test_cursor.highest(0), test_cursor.highest(1), test_cursor.highest(2)), (8, 5, 0), "per sequence");
+    assert_eq!(cursor(store, job, &test1, 4).await, RunCursor::start(4), "a run with no lines");
     let other = new_job(store).await;
-    assert_eq!(last_line(store, other, &build).await, 0, "another job's archive is separate");
+    assert_eq!(cursor(store, other, &build, 1).await, RunCursor::start(1), "another job's archive is separate");
 }
 
 /// `logs` returns lines after a seq, of one phase and one test if asked, at most `limit`
@@ -243,6 +257,116 @@ pub async fn tail_returns_the_last_lines_in_order(store: &dyn Store) {
     assert!(tail(store, job, Phase::Publish, None, 5).await.is_empty(), "a phase with no lines");
 }
 
+/// Events take numbers from the job's one sequence, between its lines; an event whose number
+/// (the engine's entry n) is archived already is skipped, as is an engine line's.
+pub async fn events_share_the_sequence_with_lines_and_are_stored_once(store: &dyn Store) {
+    let job = new_job(store).await;
+    let build = RunKey::build(job).id();
+    let started = event(1, JobEvent::PhaseStarted { phase: Phase::Build });
+    let note = engine_line(2, Phase::Build, "kill requested");
+    let ended = event(3, JobEvent::StatusChanged { status: JobStatus::Killed });
+    let batch = vec![started.clone(), NewEntry::Line(run_line(&build, 1, "out")), note.clone()];
+    assert_eq!(entries_append(store, job, &batch).await, 3);
+    assert_eq!(entries_append(store, job, &[started, note, ended.clone()]).await, 4, "replays add only the new one");
+    assert_eq!(entries_append(store, job, &[ended]).await, 4, "and then nothing");
+    let entries = all_entries(store, job).await;
+    assert_eq!(entries.iter().map(Entry::seq).collect::<Vec<_>>(), [1, 2, 3, 4], "one gap-free sequence");
+    match &entries[0] {
+        Entry::Event(entry) => {
+            assert_eq!(entry.event, JobEvent::PhaseStarted { phase: Phase::Build }, "the event reads back as written");
+            assert_eq!(entry.ts, line_time(1), "with its time");
+        }
+        Entry::Line(line) => panic!("seq 1 must be the event, got line {line:?}"),
+    }
+    let lines = all_logs(store, job).await;
+    assert_eq!(seqs(&lines), [2, 3], "logs hold the lines only, with their seqs");
+    assert_eq!(texts(&lines), ["out", "kill requested"]);
+    assert_eq!(lines[1].stream, Stream::System, "an engine line is a system line");
+}
+
+/// `entries` returns events and lines after a seq, in seq order, at most `limit`; a phase
+/// filter keeps every event and the lines of that phase.
+pub async fn entries_interleave_events_and_lines_of_a_phase(store: &dyn Store) {
+    let job = new_job(store).await;
+    let (build, test0) = (RunKey::build(job).id(), RunKey::test(job, 0).id());
+    let batch = vec![
+        event(1, JobEvent::PhaseStarted { phase: Phase::Build }), // 1
+        NewEntry::Line(run_line(&build, 1, "b1")),                // 2
+        event(2, JobEvent::PhaseStarted { phase: Phase::Test }),  // 3
+        NewEntry::Line(run_line(&test0, 1, "t1")),                // 4
+        event(3, JobEvent::TestStarted { index: 0, command: "make test".into() }), // 5
+    ];
+    assert_eq!(entries_append(store, job, &batch).await, 5);
+    let seqs_of = |entries: Vec<Entry>| entries.iter().map(Entry::seq).collect::<Vec<_>>();
+    let read = |phase, after, limit| async move {
+        store.entries(job, &EntryQuery { phase, after, limit }).await.expect("entries")
+    };
+    assert_eq!(seqs_of(read(None, 0, 100).await), [1, 2, 3, 4, 5], "everything");
+    assert_eq!(seqs_of(read(Some(Phase::Test), 0, 100).await), [1, 3, 4, 5], "events and test lines");
+    assert_eq!(seqs_of(read(None, 2, 2).await), [3, 4], "after + limit");
+    assert!(read(None, 0, 0).await.is_empty(), "limit 0");
+    assert!(read(None, 5, 10).await.is_empty(), "nothing after the last");
+}
+
+/// An ended job whose cleanup left something behind is not live (nothing will drive it), and
+/// reads back with its leftovers.
+pub async fn an_ended_job_with_leftovers_is_not_live(store: &dyn Store) {
+    let mut record = pending_record(millis_now());
+    store.insert(&record).await.expect("insert a new job");
+    let remaining = vec![Leftover { what: "temp image".into(), why: "registry unreachable".into() }];
+    let cleanup = CleanupReport { removed: vec!["run build".into()], remaining };
+    record.state = JobState::Ended { outcome: Outcome::Succeeded, cleanup };
+    store.update(&record).await.expect("update an existing job");
+    let mine = BTreeSet::from([record.id]);
+    assert!(live_among(store, &mine).await.is_empty(), "ended: not live");
+    let stored = store.get(record.id).await.expect("get").expect("the job is kept");
+    assert_eq!(stored, record, "the cleanup report reads back whole");
+    assert!(!stored.cleaned_up(), "and says it is not cleaned up");
+}
+
+/// A reader waiting on a job's feed is woken by an append to that job; with nothing new it
+/// waits until its limit. Version 0 answers at once.
+pub async fn the_feed_wakes_a_reader_on_an_append(store: &dyn Store) {
+    let job = new_job(store).await;
+    let version = store.changed(job, 0, Duration::ZERO).await.expect("the current version");
+    let started = tokio::time::Instant::now();
+    let idle = store.changed(job, version, Duration::from_millis(300)).await.expect("an idle wait");
+    assert!(started.elapsed() >= Duration::from_millis(250), "with nothing new, the wait lasts its limit");
+    let waiting = store.changed(job, idle, Duration::from_secs(30));
+    let appending = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let run = RunKey::build(job).id();
+        append(store, job, &run_lines(&run, 1..=1)).await;
+    };
+    let (woken, ()) = tokio::time::timeout(Duration::from_secs(20), futures::future::join(waiting, appending))
+        .await
+        .expect("an append must wake the reader well before its 30 s limit");
+    assert_ne!(woken.expect("a woken wait"), idle, "the version moved");
+}
+
+/// A kill request stays in the mailbox until forgotten; a waiting reader is woken by one.
+pub async fn the_mailbox_keeps_a_request_until_it_is_forgotten(store: &dyn Store) {
+    let job = new_job(store).await;
+    let mine = |requests: &[(JobId, KillRequest)]| requests.iter().filter(|(id, _)| *id == job).count();
+    let (version, requests) = store.kill_requests(0, Duration::ZERO).await.expect("requests now");
+    assert_eq!(mine(&requests), 0);
+    let request = KillRequest { at: line_time(3), by: Some("ops".into()), reason: Some("stuck".into()) };
+    let waiting = store.kill_requests(version, Duration::from_secs(30));
+    let asking = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        store.request_kill(job, &request).await.expect("request a kill");
+    };
+    let (answer, ()) = tokio::time::timeout(Duration::from_secs(20), futures::future::join(waiting, asking))
+        .await
+        .expect("a request must wake the reader");
+    let (_, requests) = answer.expect("requests after the change");
+    assert_eq!(requests.iter().find(|(id, _)| *id == job).map(|(_, r)| r), Some(&request), "the request as left");
+    store.forget_kill_request(job).await.expect("forget");
+    store.forget_kill_request(job).await.expect("forgetting twice is fine");
+    let (_, requests) = store.kill_requests(0, Duration::ZERO).await.expect("requests now");
+    assert_eq!(mine(&requests), 0, "forgotten");
+}
+
 /// A healthy store passes its own check.
 pub async fn check_passes(store: &dyn Store) {
     store.check().await.expect("check of a healthy store");
@@ -296,7 +420,6 @@ fn finished_record() -> JobRecord {
     let id = JobId::new();
     let temp_image = format!("127.0.0.1:5000/temp/{id}:latest").parse().expect("a valid temp image");
     let mut record = JobRecord::new(id, spec, temp_image, start);
-    record.status = JobStatus::Failed;
     record.updated_at = at(9_009);
     record.times.build_start = Some(at(1));
     record.times.build_end = Some(at(4_567));
@@ -322,21 +445,51 @@ fn finished_record() -> JobRecord {
             ended: Some(at(9_000)),
         },
     ];
-    record.failure = Some(Failure {
+    let failure = Failure {
         phase: Phase::Test,
         reason: FailureReason::ExitCode,
         message: "test 1 (make lint) exited with 2".into(),
         exit_code: Some(2),
         retryable: false,
         log_tail: vec!["lint: 3 problems".into(), "make: *** [lint] Error 2".into()],
-    });
-    record.kill = Some(KillRequest { at: at(8_888), by: Some("ops".into()), reason: Some("too slow".into()) });
+    };
+    let remaining = vec![Leftover { what: "container x".into(), why: "busy".into() }];
+    let cleanup = CleanupReport { removed: vec!["temp image".into()], remaining };
+    record.state = JobState::Ended { outcome: Outcome::Failed { failure }, cleanup };
+    // Entries decided with the state but not yet archived are part of the record.
+    record.outbox.event(at(9_003), JobEvent::StatusChanged { status: JobStatus::Failed });
+    record.outbox.line(at(9_003), Phase::Test, "make lint failed");
     record
 }
 
+/// `record` with the state a job of `status` has (cleaned up or not, once it ended).
 fn with_status(mut record: JobRecord, status: JobStatus, cleaned_up: bool) -> JobRecord {
-    record.status = status;
-    record.cleaned_up = cleaned_up;
+    let kill = || KillRequest { at: record.created_at, by: None, reason: None };
+    let outcome = match status {
+        JobStatus::Pending => return record,
+        JobStatus::Building | JobStatus::Testing | JobStatus::Publishing => {
+            let phase = status.phase().expect("a running status has a phase");
+            record.state = JobState::Running(PhaseRun::new(phase, record.spec.tests().len()));
+            return record;
+        }
+        JobStatus::Succeeded => Outcome::Succeeded,
+        JobStatus::Killed => Outcome::Killed { request: kill() },
+        JobStatus::Failed => Outcome::Failed {
+            failure: Failure {
+                phase: Phase::Build,
+                reason: FailureReason::ExitCode,
+                message: "build exited with code 1".into(),
+                exit_code: Some(1),
+                retryable: false,
+                log_tail: Vec::new(),
+            },
+        },
+    };
+    record.state = if cleaned_up {
+        JobState::Ended { outcome, cleanup: CleanupReport::default() }
+    } else {
+        JobState::Ending { outcome }
+    };
     record
 }
 
@@ -375,8 +528,28 @@ async fn append(store: &dyn Store, job: JobId, lines: &[NewLogLine]) -> u64 {
     store.append_logs(job, lines).await.expect("append_logs")
 }
 
-async fn last_line(store: &dyn Store, job: JobId, run: &RunId) -> u64 {
-    store.last_line(job, run).await.expect("last_line")
+async fn cursor(store: &dyn Store, job: JobId, run: &RunId, sequences: u64) -> RunCursor {
+    store.cursor(job, run, sequences).await.expect("cursor")
+}
+
+async fn entries_append(store: &dyn Store, job: JobId, entries: &[NewEntry]) -> u64 {
+    store.append(job, entries).await.expect("append")
+}
+
+async fn all_entries(store: &dyn Store, job: JobId) -> Vec<Entry> {
+    store.entries(job, &EntryQuery { phase: None, after: 0, limit: usize::MAX }).await.expect("entries")
+}
+
+/// The engine's entry `n`: an event, at the time of line `n`.
+fn event(n: u64, event: JobEvent) -> NewEntry {
+    NewEntry::Event(NewEvent { n, ts: line_time(n), event })
+}
+
+/// The engine's entry `n`: a line of its own.
+fn engine_line(n: u64, phase: Phase, text: &str) -> NewEntry {
+    let mut record_outbox = jobforge_core::record::Outbox { written: n - 1, ..Default::default() };
+    record_outbox.line(line_time(n), phase, text);
+    record_outbox.entries().remove(0)
 }
 
 async fn all_logs(store: &dyn Store, job: JobId) -> Vec<LogLine> {

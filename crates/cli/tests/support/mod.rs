@@ -183,6 +183,34 @@ pub async fn all_logs(client: &Client, id: JobId) -> Vec<jobforge_core::logs::Lo
     }
 }
 
+/// The job's whole journal, as its event stream sends it from the start to `end`: the seq of
+/// every entry (line or job event), and the job events' names in order.
+pub async fn journal(client: &Client, id: JobId) -> (Vec<u64>, Vec<&'static str>) {
+    let read = async {
+        let (mut seqs, mut names) = (Vec::new(), Vec::new());
+        let mut events = client.events(id, 0, None).await.unwrap();
+        while let Some(event) = events.next().await {
+            match event.unwrap() {
+                Event::Log(line) => seqs.push(line.seq),
+                Event::Job(entry) => {
+                    seqs.push(entry.seq);
+                    names.push(entry.event.name());
+                }
+                Event::Status(_) => {}
+                Event::End(_) => return (seqs, names),
+            }
+        }
+        panic!("the event stream ended without `end`");
+    };
+    tokio::time::timeout(JOB_LIMIT, read).await.expect("the journal was not read in time")
+}
+
+/// The journal is one gap-free sequence 1..=n, so a reader resuming anywhere misses nothing.
+pub async fn assert_gap_free(client: &Client, id: JobId) {
+    let (seqs, _) = journal(client, id).await;
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "one sequence, no gap, no entry twice");
+}
+
 pub fn texts(lines: &[jobforge_core::logs::LogLine]) -> String {
     lines.iter().map(|l| format!("[{} {:?}] {}\n", l.phase, l.stream, l.text)).collect()
 }

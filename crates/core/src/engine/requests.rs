@@ -13,7 +13,7 @@ use super::{Command, Engine, KillError};
 use crate::id::JobId;
 use crate::ports::StoreError;
 use crate::record::{JobRecord, KillRequest};
-use crate::time::Timestamp;
+use crate::state::CleanupReport;
 
 /// How long a replica waits for the one driving a job to act on a request.
 const ANSWER_WITHIN: Duration = Duration::from_secs(30);
@@ -27,14 +27,14 @@ impl Engine {
     pub(super) async fn kill_elsewhere(&self, record: JobRecord, request: KillRequest) -> Result<JobRecord, KillError> {
         let id = record.id;
         tracing::info!(job_id = %id, "the job is driven elsewhere; leaving a kill request for its driver");
-        self.inner.ports.store.request_kill(id, &request).await?;
+        self.inner.ports.mailbox.request_kill(id, &request).await?;
         // This instance may have taken the job over meanwhile.
         self.inner.requests.notify_one();
         let record =
-            self.wait_until(id, ANSWER_WITHIN, |record| record.kill.is_some() || record.status.is_terminal()).await?;
+            self.wait_until(id, ANSWER_WITHIN, |record| record.kill().is_some() || record.outcome().is_some()).await?;
         match record {
-            Some(record) if record.kill.is_some() => Ok(record),
-            Some(record) if record.status.is_terminal() => Err(KillError::Finished { id, status: record.status }),
+            Some(record) if record.kill().is_some() => Ok(record),
+            Some(record) if record.outcome().is_some() => Err(KillError::Finished { id, status: record.status() }),
             Some(_) => Err(KillError::Unanswered(format!(
                 "job {id} is driven by another instance, which did not take the kill within {}s; the request stays \
                  and is carried out when it (or an instance taking the job over) gets to it",
@@ -46,17 +46,17 @@ impl Engine {
 
     /// Kill a job driven by another replica and wait until that replica has removed what it
     /// left behind.
-    pub(super) async fn cleanup_elsewhere(&self, record: JobRecord) -> Result<Vec<String>, KillError> {
+    pub(super) async fn cleanup_elsewhere(&self, record: JobRecord) -> Result<CleanupReport, KillError> {
         let id = record.id;
-        match self.kill_elsewhere(record, cleanup_request()).await {
+        let request =
+            KillRequest { at: self.inner.ports.clock.now(), by: None, reason: Some("cleanup requested".into()) };
+        match self.kill_elsewhere(record, request).await {
             Ok(_) | Err(KillError::Finished { .. }) => {}
             Err(err) => return Err(err),
         }
         let limit = self.settings().kill_grace + ANSWER_WITHIN;
-        match self.wait_until(id, limit, |record| record.status.is_terminal() && record.cleaned_up).await? {
-            Some(record) if record.cleaned_up => {
-                Ok(vec!["job stopped; its temp image and runs were removed by the instance driving it".into()])
-            }
+        match self.wait_until(id, limit, |record| record.state.is_ended()).await? {
+            Some(record) if record.state.is_ended() => Ok(record.state.cleanup().cloned().unwrap_or_default()),
             Some(_) => Err(KillError::Unanswered(format!(
                 "job {id} is being stopped by the instance driving it, which had not removed its leftovers \
                  within {}s; ask again later",
@@ -76,8 +76,8 @@ impl Engine {
         let deadline = tokio::time::Instant::now() + limit;
         let mut version = 0;
         loop {
-            version =
-                self.job_changed(id, version, deadline.saturating_duration_since(tokio::time::Instant::now())).await?;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            version = self.journal_changed(id, version, left).await?;
             let record = self.get(id).await?;
             let finished = record.as_ref().is_none_or(&done);
             if finished || tokio::time::Instant::now() >= deadline {
@@ -86,23 +86,17 @@ impl Engine {
         }
     }
 
-    /// Wait until the record or logs of job `id` may have changed since `version` (0: at once)
-    /// or `limit` passed: through its driver when it runs here, else through the store.
-    pub async fn job_changed(&self, id: JobId, version: u64, limit: Duration) -> Result<u64, StoreError> {
-        self.inner.ports.store.job_changed(id, version, limit).await
-    }
-
     /// For as long as the service runs: hand each kill request left for a job driven here to
     /// its driver, and remove requests whose job has finished.
     pub(super) async fn forward_kill_requests(&self) {
-        let store = self.inner.ports.store.clone();
+        let mailbox = self.inner.ports.mailbox.clone();
         let mut version = 0;
         loop {
             let answer = tokio::select! {
                 _ = self.inner.shutdown.cancelled() => return,
                 // Jobs were taken over: look at the current requests again.
-                _ = self.inner.requests.notified() => store.kill_requests(0, REQUESTS_WAIT).await,
-                answer = store.kill_requests(version, REQUESTS_WAIT) => answer,
+                _ = self.inner.requests.notified() => mailbox.kill_requests(0, REQUESTS_WAIT).await,
+                answer = mailbox.kill_requests(version, REQUESTS_WAIT) => answer,
             };
             match answer {
                 Ok((next, requests)) => {
@@ -138,16 +132,12 @@ impl Engine {
                 }
             }
             None => match self.get(id).await {
-                Ok(record) => record.is_none_or(|record| record.status.is_terminal()),
+                Ok(record) => record.is_none_or(|record| record.outcome().is_some()),
                 Err(_) => false,
             },
         };
-        if outcome && let Err(err) = self.inner.ports.store.forget_kill_request(id).await {
+        if outcome && let Err(err) = self.inner.ports.mailbox.forget_kill_request(id).await {
             tracing::warn!(job_id = %id, error = %err, "cannot remove a kill request that was carried out");
         }
     }
-}
-
-fn cleanup_request() -> KillRequest {
-    KillRequest { at: Timestamp::now(), by: None, reason: Some("cleanup requested".into()) }
 }

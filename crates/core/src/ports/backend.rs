@@ -8,8 +8,10 @@ use futures::stream::BoxStream;
 use crate::config::{Constraint, EnvName, GitRef, JobSpec, RelPath, RepoUrl, Resources, TestCase, VaultSecret};
 use crate::id::{JobId, RunId};
 use crate::image::ImageRef;
-use crate::logs::RunLine;
+use crate::logs::{RunCursor, RunLine};
 use crate::secret::SecretPath;
+use crate::state::CleanupReport;
+use crate::time::Timestamp;
 use crate::validate::Problem;
 
 /// One run to start: its deterministic id and what it must do.
@@ -76,7 +78,8 @@ pub enum Started {
 }
 
 /// How a run ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RunExit {
     /// The work ran to an end with this exit code (0 is success).
     Exited { code: i32 },
@@ -94,9 +97,15 @@ impl RunExit {
     }
 }
 
-/// What following a run yields: its lines in order, then exactly one `Exit`, then the end.
+/// What following a run yields: `Began` once the work is executing (before its lines; never,
+/// if it never began), its lines, then exactly one `Exit`, then the end.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RunEvent {
+    /// The work began to execute at `at` (after placement and image pulls), as the backend
+    /// recorded it; the same time on every follow.
+    Began {
+        at: Timestamp,
+    },
     Line(RunLine),
     Exit(RunExit),
 }
@@ -123,10 +132,16 @@ pub enum BackendError {
 
 /// Runs the work of phases.
 ///
-/// **Lifecycle of a run:** `start` → `follow` (any number of times, from any line) → the run
+/// **Lifecycle of a run:** `start` → `follow` (any number of times, from any cursor) → the run
 /// ends on its own or through `stop` → `cleanup` of the whole job. A service restart may happen
 /// between any two calls: the engine then calls `start` again with the same spec and must be
 /// attached to the existing run, not a second one.
+///
+/// **Line numbers:** a backend numbers each run's lines in [`Backend::sequences`] interleaved
+/// sequences: line `n` belongs to sequence `n % sequences`, and within a sequence numbers
+/// increase from the first line on and are the same on every `follow`. (The local backend has
+/// one sequence; Nomad has four: stdout, stderr, task events and placement notes arrive
+/// independently of each other.)
 ///
 /// **Concurrency:** calls for different runs may overlap freely; `follow` and `stop` for the
 /// same run overlap (stopping a run makes its `follow` stream yield the exit).
@@ -138,21 +153,27 @@ pub trait Backend: Send + Sync + 'static {
     /// Job fields this backend cannot honour, refused at submission (HTTP 422).
     fn unsupported(&self, spec: &JobSpec) -> Vec<Problem>;
 
+    /// How many interleaved line sequences a run's line numbers form (at least 1).
+    fn sequences(&self) -> u64;
+
     /// Start the run unless one with `spec.id` exists. **Idempotent**: a second call, also
     /// from a restarted service, returns `Started::Existing` and starts nothing.
     async fn start(&self, spec: &RunSpec) -> Result<Started, BackendError>;
 
-    /// The run's lines after line `after` (0 for all), as they are produced, then its exit.
-    /// Works for running and finished runs alike, until `cleanup` removes the run.
-    async fn follow(&self, run: &RunId, after: u64) -> Result<RunEvents, BackendError>;
+    /// The run's lines that come after `from` (in each sequence, those numbered above the
+    /// cursor's number for it), as they are produced, then its exit. Works for running and
+    /// finished runs alike, until `cleanup` removes the run; [`BackendError::NoSuchRun`] for a
+    /// run that was never started or was removed.
+    async fn follow(&self, run: &RunId, from: &RunCursor) -> Result<RunEvents, BackendError>;
 
     /// Ask the run to stop, and force it after `grace`. Returns once the run has ended or been
     /// forced. **Idempotent**; stopping a finished or unknown run is not an error.
     async fn stop(&self, run: &RunId, grace: std::time::Duration) -> Result<(), BackendError>;
 
     /// Stop anything of the job still running and remove everything it left in the backend
-    /// (runs, containers, work directories). **Idempotent.** Returns what was removed.
-    async fn cleanup(&self, job: JobId) -> Result<Vec<String>, BackendError>;
+    /// (runs, containers, work directories). **Idempotent.** Says what was removed, and what
+    /// could not be and why; an error means nothing could be looked at.
+    async fn cleanup(&self, job: JobId) -> Result<CleanupReport, BackendError>;
 
     /// Every job that still has something in the backend, to find leftovers of jobs that are
     /// no longer live.

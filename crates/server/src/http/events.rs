@@ -1,9 +1,10 @@
-//! `GET /v1/jobs/{id}/events`: the job's status and log lines as Server-Sent Events, from the
-//! archive first and then live, ending with `end` once the job has finished.
+//! `GET /v1/jobs/{id}/events`: the job's journal (its events and log lines) as Server-Sent
+//! Events, from the archive first and then live, with the job's `status` after each batch of
+//! events, ending with `end` once the job has ended and every entry was sent.
 //!
-//! A task per stream reads the store and waits on the change signal of the job's driver, or,
-//! when another replica drives the job, on the store's; it stops when the client goes away or
-//! the service shuts down.
+//! A task per stream reads the journal after its cursor and waits on the job's feed (wherever
+//! the job is driven); it never polls the record. It stops when the client goes away or the
+//! service shuts down.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -19,8 +20,9 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use jobforge_api::{JobView, events as names};
 use jobforge_core::engine::Engine;
-use jobforge_core::logs::LogQuery;
-use jobforge_core::{JobId, Phase, Timestamp};
+use jobforge_core::logs::{Entry, EntryQuery};
+use jobforge_core::record::JobRecord;
+use jobforge_core::{JobId, Phase};
 
 use super::jobs::{not_found, parse_id, parse_phase, query_error};
 use super::{ApiError, AppState};
@@ -43,7 +45,7 @@ pub async fn events(
     let id = parse_id(&id)?;
     let Query(params) = params.map_err(query_error)?;
     let phase = parse_phase(params.phase.as_deref())?;
-    // Last-Event-ID is the seq of the last line a reconnecting client saw.
+    // Last-Event-ID is the seq of the last entry (line or event) a reconnecting client saw.
     let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
     let after = params.after.or(resume).unwrap_or(0);
     if state.engine.get(id).await.map_err(|e| ApiError::internal("could not read the job", e))?.is_none() {
@@ -85,61 +87,58 @@ enum FeedError {
 
 impl Feed {
     async fn run(mut self) -> Result<(), FeedError> {
-        // Subscribe before the first read, so no change between the read and the wait is lost.
-        let mut changes = self.engine.watch(self.id);
-        let mut last_update: Option<Timestamp> = None;
-        let mut store_version = 0;
+        // The version first, so nothing appended between a read and the wait is missed.
+        let mut version = self.engine.journal_changed(self.id, 0, Duration::ZERO).await?;
+        let mut record = self.record().await?;
+        let mut shown = record.updated_at;
+        self.send(names::STATUS, &JobView::from_record(&record)).await?;
         loop {
-            self.send_lines().await?;
-            let record = self.engine.get(self.id).await?.ok_or(FeedError::Vanished)?;
-            if last_update != Some(record.updated_at) {
-                last_update = Some(record.updated_at);
-                self.send(names::STATUS, &JobView::from_record(&record)).await?;
+            // An ended job's last write (its outbox archived) comes after its last event.
+            if self.send_entries().await? || record.state.is_ended() {
+                record = self.record().await?;
+                if record.updated_at != shown {
+                    shown = record.updated_at;
+                    self.send(names::STATUS, &JobView::from_record(&record)).await?;
+                }
             }
-            // `end` promises nothing changes any more: the job is over and cleaned up.
-            if record.status.is_terminal() && record.cleaned_up {
-                // Lines archived just before the end are in by now.
-                self.send_lines().await?;
+            // `end` promises nothing follows: the job has ended and every entry it decided is
+            // in the journal (an ended record is live until then).
+            if !record.is_live() {
+                self.send_entries().await?;
                 return self.send(names::END, &JobView::from_record(&record)).await;
             }
-            match changes.as_mut() {
-                Some(rx) => tokio::select! {
-                    changed = rx.changed() => if changed.is_err() {
-                        // The driver ended; the next read sees the final state.
-                        changes = None;
-                    },
-                    _ = self.tx.closed() => return Err(FeedError::Gone),
-                },
-                None => {
-                    // Driven by another replica (or between two drivers): the store says when
-                    // the job changes.
-                    tokio::select! {
-                        next = self.engine.job_changed(self.id, store_version, Duration::from_secs(30)) => {
-                            store_version = next?;
-                        }
-                        _ = self.tx.closed() => return Err(FeedError::Gone),
-                    }
-                    changes = self.engine.watch(self.id);
-                }
+            tokio::select! {
+                next = self.engine.journal_changed(self.id, version, Duration::from_secs(30)) => version = next?,
+                _ = self.tx.closed() => return Err(FeedError::Gone),
             }
         }
     }
 
-    async fn send_lines(&mut self) -> Result<(), FeedError> {
+    async fn record(&self) -> Result<JobRecord, FeedError> {
+        self.engine.get(self.id).await?.ok_or(FeedError::Vanished)
+    }
+
+    /// Send every entry after the cursor; whether any was a job event.
+    async fn send_entries(&mut self) -> Result<bool, FeedError> {
+        let mut events = false;
         loop {
-            let query = LogQuery { phase: self.phase, test: None, after: self.cursor, limit: BATCH };
-            let lines = self.engine.logs(self.id, &query).await?;
-            for line in &lines {
-                let event = Event::default()
-                    .event(names::LOG)
-                    .id(line.seq.to_string())
-                    .json_data(line)
-                    .unwrap_or_else(|_| Event::default().comment("unserializable line"));
+            let query = EntryQuery { phase: self.phase, after: self.cursor, limit: BATCH };
+            let entries = self.engine.entries(self.id, &query).await?;
+            for entry in &entries {
+                let event = match entry {
+                    Entry::Line(line) => Event::default().event(names::LOG).json_data(line),
+                    Entry::Event(job_event) => {
+                        events = true;
+                        Event::default().event(job_event.event.name()).json_data(job_event)
+                    }
+                };
+                let event = event.map(|e| e.id(entry.seq().to_string()));
+                let event = event.unwrap_or_else(|_| Event::default().comment("unserializable entry"));
                 self.tx.send(Ok(event)).await.map_err(|_| FeedError::Gone)?;
-                self.cursor = line.seq;
+                self.cursor = entry.seq();
             }
-            if lines.len() < BATCH {
-                return Ok(());
+            if entries.len() < BATCH {
+                return Ok(events);
             }
         }
     }

@@ -41,7 +41,7 @@ pub async fn submit(State(state): State<AppState>, body: Body) -> Result<impl In
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
-        Json(Submitted { job_id: record.id, status: record.status }),
+        Json(Submitted { job_id: record.id, status: record.status() }),
     ))
 }
 
@@ -121,8 +121,8 @@ pub async fn logs(
     let record = record.ok_or_else(|| not_found(id))?;
     let lines = engine.logs(id, &query).await.map_err(|e| ApiError::internal("could not read the logs", e))?;
     let next_after = lines.last().map_or(query.after, |l| l.seq);
-    let complete = record.status.is_terminal() && lines.len() < query.limit;
-    Ok(Json(Logs { job_id: id, status: record.status, lines, next_after, complete }))
+    let complete = record.status().is_terminal() && lines.len() < query.limit;
+    Ok(Json(Logs { job_id: id, status: record.status(), lines, next_after, complete }))
 }
 
 pub fn parse_phase(phase: Option<&str>) -> Result<Option<Phase>, ApiError> {
@@ -184,8 +184,8 @@ fn kill_error(err: KillError) -> ApiError {
 /// `POST /v1/jobs/{id}/cleanup`
 pub async fn cleanup(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<CleanedUp>, ApiError> {
     let id = parse_id(&id)?;
-    let removed = state.engine.cleanup(id).await.map_err(kill_error)?;
-    Ok(Json(CleanedUp { job_id: id, removed }))
+    let report = state.engine.cleanup(id).await.map_err(kill_error)?;
+    Ok(Json(CleanedUp { job_id: id, removed: report.removed, remaining: report.remaining }))
 }
 
 /// `POST /v1/zombies/cleanup`

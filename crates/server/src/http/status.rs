@@ -44,7 +44,7 @@ pub async fn config(State(state): State<AppState>) -> Json<serde_json::Value> {
 
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
     let ports = state.engine.ports();
-    let (store, backend, secrets) = tokio::join!(ports.store.check(), ports.backend.check(), ports.secrets.check());
+    let (store, backend, secrets) = tokio::join!(ports.records.check(), ports.backend.check(), ports.secrets.check());
     let checks: BTreeMap<String, String> = [
         ("store", store.map_err(|e| e.to_string())),
         ("backend", backend.map_err(|e| e.to_string())),
