@@ -381,3 +381,12 @@ async fn the_tools_are_ready() {
     let env = Env::new();
     env.backend.check().await.unwrap();
 }
+
+/// The Backend port's contract, as every backend must keep it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_backend_passes_the_backend_conformance_suite() {
+    let env = Env::new();
+    let image = env.build_example().await;
+    let runs = jobforge_testkit::backend_conformance::ShellRuns { image };
+    jobforge_testkit::backend_conformance::run_all(&env.backend, &runs).await;
+}

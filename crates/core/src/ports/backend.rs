@@ -97,8 +97,9 @@ impl RunExit {
     }
 }
 
-/// What following a run yields: `Began` once the work is executing (before its lines; never,
-/// if it never began), its lines, then exactly one `Exit`, then the end.
+/// What following a run yields: its lines, `Began` once the work is executing (before any line
+/// of the work's own output; the backend's `system` lines, such as placement notes, may come
+/// earlier; never, if the work never began), then exactly one `Exit`, then the end.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RunEvent {
     /// The work began to execute at `at` (after placement and image pulls), as the backend
@@ -163,7 +164,8 @@ pub trait Backend: Send + Sync + 'static {
     /// The run's lines that come after `from` (in each sequence, those numbered above the
     /// cursor's number for it), as they are produced, then its exit. Works for running and
     /// finished runs alike, until `cleanup` removes the run; [`BackendError::NoSuchRun`] for a
-    /// run that was never started or was removed.
+    /// run that was never started (a removed run may still be followed to its end where the
+    /// backend keeps its record for a while, as Nomad does until its garbage collection).
     async fn follow(&self, run: &RunId, from: &RunCursor) -> Result<RunEvents, BackendError>;
 
     /// Ask the run to stop, and force it after `grace`. Returns once the run has ended or been
