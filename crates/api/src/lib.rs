@@ -67,7 +67,7 @@ pub struct JobView {
     pub remaining: Vec<Leftover>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
-    /// The job as submitted, with defaults filled in (`webhook_secret` shown as `***`).
+    /// The job as submitted, with defaults filled in (a webhook's key by reference only).
     pub config: serde_json::Value,
 }
 
@@ -293,13 +293,10 @@ impl JobSummary {
     }
 }
 
-/// The job's config in the seed's flat form, with the webhook secret hidden.
+/// The job's config in the seed's flat form. It holds secrets by path only: a webhook's key
+/// is never serialized.
 pub fn public_config(spec: &JobSpec) -> serde_json::Value {
-    let mut value = serde_json::to_value(spec).unwrap_or(serde_json::Value::Null);
-    if let Some(secret) = value.pointer_mut("/webhook/secret") {
-        *secret = serde_json::Value::String("***".into());
-    }
-    value
+    serde_json::to_value(spec).unwrap_or(serde_json::Value::Null)
 }
 
 fn millis(d: std::time::Duration) -> u64 {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::duration::Duration;
 use crate::image::{RegistryUrl, Repository, Tag};
-use crate::secret::SecretPath;
+use crate::secret::{SecretPath, SecretValue};
 use crate::status::Phase;
 
 /// A validated job.
@@ -173,9 +173,13 @@ impl ResourceLimits {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Webhook {
     pub url: String,
-    /// HMAC key for the `X-Webhook-Signature` header. Never shown by the API.
+    /// The HMAC key for the `X-Webhook-Signature` header, as submitted: held in memory only
+    /// (never serialized, printed as `***`), on its way into the Secrets port.
+    #[serde(skip)]
+    pub secret: Option<SecretValue>,
+    /// Where the Secrets port keeps that key: all a stored record holds of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret: Option<String>,
+    pub secret_path: Option<SecretPath>,
     /// Which outcomes to report; both false means both.
     #[serde(default)]
     pub on_success: bool,

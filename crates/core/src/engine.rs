@@ -131,9 +131,10 @@ struct Inner {
     slots: Arc<Semaphore>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
-    /// Cancelled when this instance loses its locks: its drivers stop, and jobs are taken
-    /// again (here or by another replica). A child of `shutdown`, replaced after each loss.
-    drivers_token: Mutex<CancellationToken>,
+    /// This instance's hold on its locks: cancelled when the hold is lost, which stops its
+    /// drivers (the jobs are taken again, here or by another replica). A child of `shutdown`,
+    /// replaced after each loss.
+    hold: Mutex<CancellationToken>,
     /// Woken when this instance took jobs over: kill requests left for them are delivered.
     requests: tokio::sync::Notify,
     /// New jobs between their ownership lock and their driver's start: this instance drives
@@ -159,7 +160,7 @@ impl Engine {
                 drivers: Mutex::new(HashMap::new()),
                 slots,
                 tracker: TaskTracker::new(),
-                drivers_token: Mutex::new(shutdown.child_token()),
+                hold: Mutex::new(shutdown.child_token()),
                 requests: tokio::sync::Notify::new(),
                 accepting: Mutex::new(std::collections::HashSet::new()),
                 shutdown,
@@ -318,7 +319,7 @@ impl Engine {
             drivers.insert(id, DriverHandle { commands, alive });
         }
         let inner = self.inner.clone();
-        let stop = self.inner.drivers_token.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let stop = self.inner.hold.lock().unwrap_or_else(|e| e.into_inner()).clone();
         self.inner.tracker.spawn(async move {
             let settings = inner.settings.borrow().clone();
             let driver = driver::Driver::new(inner.ports.clone(), settings, record, inner.slots.clone(), inbox, stop);

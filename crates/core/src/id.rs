@@ -53,6 +53,13 @@ impl FromStr for JobId {
     }
 }
 
+/// A 64-bit hash that is the same in every process, release and replica (FNV-1a), for names
+/// that must stay stable: lock keys, directories found again after a restart. Not for
+/// anything an attacker chooses to collide.
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3))
+}
+
 /// What a run is: which job, which phase, and for tests which entry of the test list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RunKey {
@@ -189,6 +196,14 @@ mod tests {
         ] {
             assert!(bad.parse::<RunId>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_stable_hash_is_fnv1a() {
+        // FNV-1a's published test vectors: the value must never change between releases.
+        assert_eq!(stable_hash(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(stable_hash(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(stable_hash(b"foobar"), 0x8594_4171_f739_67e8);
     }
 
     #[test]

@@ -95,3 +95,48 @@ fn functions(lines: &[&str]) -> Vec<(String, usize)> {
     }
     found
 }
+
+/// ARCHITECTURE.md names every state, event and effect of the engine's state machine, and
+/// nothing else: the map stays true to the code.
+#[test]
+fn the_architecture_names_every_state_event_and_effect() {
+    let map = std::fs::read_to_string(workspace().join("ARCHITECTURE.md")).unwrap();
+    let section = map.split("## The job's state machine").nth(1).expect("ARCHITECTURE.md has the section");
+    let section = section.split("\n## ").next().unwrap_or_default();
+    let listed = |label: &str| -> Vec<String> {
+        let start = section.find(label).unwrap_or_else(|| panic!("the section lists {label}"));
+        let rest = &section[start..];
+        let ends = [rest[2..].find("\n- **"), rest.find("\n\n")];
+        let end = ends.into_iter().flatten().map(|i| i + 2).min().unwrap_or(rest.len()).min(rest.len());
+        let list = rest[..end].split_once(':').map_or("", |(_, names)| names);
+        // The names are the backticked words before any parenthesis.
+        let mut depth = 0;
+        let mut plain = String::new();
+        for c in list.chars() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                _ if depth == 0 => plain.push(c),
+                _ => {}
+            }
+        }
+        plain.split('`').skip(1).step_by(2).map(str::to_owned).collect()
+    };
+    let step = std::fs::read_to_string(workspace().join("crates/core/src/engine/step.rs")).unwrap();
+    let state = std::fs::read_to_string(workspace().join("crates/core/src/state.rs")).unwrap();
+    assert_eq!(listed("**States**"), variants(&state, "pub enum JobState"), "states in ARCHITECTURE.md");
+    assert_eq!(listed("**Events**"), variants(&step, "pub enum Event"), "events in ARCHITECTURE.md");
+    assert_eq!(listed("**Effects**"), variants(&step, "pub enum Effect"), "effects in ARCHITECTURE.md");
+}
+
+/// The variants of the enum declared by `header` in `source`, in order.
+fn variants(source: &str, header: &str) -> Vec<String> {
+    let body = source.split(header).nth(1).unwrap_or_else(|| panic!("{header} is in the source"));
+    let body = &body[..body.find("\n}").unwrap_or(body.len())];
+    body.lines()
+        .filter(|line| line.starts_with("    ") && !line.starts_with("     "))
+        .map(str::trim)
+        .filter(|line| line.chars().next().is_some_and(char::is_uppercase))
+        .map(|line| line.chars().take_while(|c| c.is_alphanumeric()).collect())
+        .collect()
+}

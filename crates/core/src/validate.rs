@@ -750,7 +750,7 @@ fn webhook(v: &mut Validator, obj: &mut Obj) -> Option<Webhook> {
             }
         }
     });
-    let secret = v.opt_string(obj, "webhook_secret", 1024);
+    let secret = v.opt_string(obj, "webhook_secret", 1024).map(crate::secret::SecretValue::new);
     let on_success = v.opt(obj, "webhook_on_success", |v, f, val| v.boolean(f, val)).unwrap_or(false);
     let on_failure = v.opt(obj, "webhook_on_failure", |v, f, val| v.boolean(f, val)).unwrap_or(false);
     let headers = v
@@ -774,7 +774,7 @@ fn webhook(v: &mut Validator, obj: &mut Obj) -> Option<Webhook> {
         })
         .unwrap_or_default();
     match url {
-        Some(url) => Some(Webhook { url, secret, on_success, on_failure, headers }),
+        Some(url) => Some(Webhook { url, secret, secret_path: None, on_success, on_failure, headers }),
         None => {
             if secret.is_some() || !headers.is_empty() {
                 v.problem(obj.field("webhook_url"), "is required when webhook_secret or webhook_headers is given");

@@ -548,12 +548,12 @@ fn find_program(name: &str) -> Option<PathBuf> {
 }
 
 /// Container runtime state (locks, mounts) belongs on tmpfs, so a reboot clears it; a per-data-dir
-/// directory under /run when we may write there.
+/// directory under /run when we may write there, named by a hash that a restarted (or upgraded)
+/// service computes the same.
 fn runtime_state_dir(data: &Path) -> PathBuf {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    data.hash(&mut hasher);
-    let run = PathBuf::from("/run/jobforge").join(format!("{:016x}", hasher.finish()));
+    use std::os::unix::ffi::OsStrExt;
+    let hash = jobforge_core::id::stable_hash(data.as_os_str().as_bytes());
+    let run = PathBuf::from("/run/jobforge").join(format!("{hash:016x}"));
     if fs::create_dir_all(&run).is_ok() { run } else { data.join("containers/state") }
 }
 

@@ -36,15 +36,17 @@ pub struct Resolved {
 }
 
 impl Resolved {
-    fn values(&self) -> Vec<String> {
+    /// Every value to mask: each credential, `user:password` as auth headers and files encode
+    /// it, and the test's secret variables.
+    fn values(&self) -> Vec<SecretValue> {
         let mut values = Vec::new();
         let creds = self.git.iter().chain(self.registries.values());
         for c in creds {
-            values.push(c.username.expose().to_owned());
-            values.push(c.password.expose().to_owned());
-            values.push(format!("{}:{}", c.username.expose(), c.password.expose()));
+            values.push(c.username.clone());
+            values.push(c.password.clone());
+            values.push(SecretValue::new(format!("{}:{}", c.username.expose(), c.password.expose())));
         }
-        values.extend(self.test_env.values().map(|v| v.expose().to_owned()));
+        values.extend(self.test_env.values().cloned());
         values
     }
 }
@@ -106,7 +108,7 @@ fn auth_file(places: &Places, secrets: &Resolved) -> Option<SecretFile> {
             (host.to_string(), serde_json::json!({ "auth": token }))
         })
         .collect();
-    let contents = serde_json::json!({ "auths": auths }).to_string();
+    let contents = SecretValue::new(serde_json::json!({ "auths": auths }).to_string());
     Some(SecretFile { path: places.run_dir.join("auth.json"), contents })
 }
 
@@ -136,8 +138,8 @@ fn build_steps(
         let mut step = Step::exec(argv);
         if let Some(creds) = &secrets.git {
             step = step
-                .with_env("JOBFORGE_GIT_USERNAME", creds.username.expose())
-                .with_env("JOBFORGE_GIT_PASSWORD", creds.password.expose());
+                .with_secret_env("JOBFORGE_GIT_USERNAME", &creds.username)
+                .with_secret_env("JOBFORGE_GIT_PASSWORD", &creds.password);
         }
         if let Some(bundle) = &places.git_ca_bundle {
             step = step.with_env("GIT_SSL_CAINFO", bundle.display().to_string());
@@ -223,7 +225,7 @@ fn test_step(
     }
     let mut step = Step::exec(tools.podman(&args));
     for (name, value) in &secrets.test_env {
-        step = step.with_env(name.as_str(), value.expose());
+        step = step.with_secret_env(name.as_str(), value);
     }
     step
 }

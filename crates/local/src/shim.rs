@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use jobforge_core::logs::{RunLine, split_long};
 use jobforge_core::mask::Masker;
+use jobforge_core::secret::SecretValue;
 use jobforge_core::{Stream, Timestamp};
 
 use crate::rundir::{ExitRecord, RunDir, StepGroup, write_json_atomic};
@@ -41,8 +42,9 @@ pub const LOCK_FD: i32 = 3;
 /// children may still be writing to the pipes.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 
-/// Everything a shim needs, sent on its stdin as JSON.
-#[derive(Clone, Default, Serialize, Deserialize)]
+/// Everything a shim needs, sent on its stdin as JSON. Secret values are [`SecretValue`]s,
+/// which print as `***`; [`protocol`] is the one place they are written out, for the shim.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ShimSpec {
     pub steps: Vec<Step>,
     /// The whole environment of every step (nothing is inherited).
@@ -52,8 +54,8 @@ pub struct ShimSpec {
     #[serde(default)]
     pub files: Vec<SecretFile>,
     /// Values replaced by `***` in every line written to the log.
-    #[serde(default)]
-    pub mask: Vec<String>,
+    #[serde(default, with = "protocol::values")]
+    pub mask: Vec<SecretValue>,
 }
 
 /// One step of a run.
@@ -63,6 +65,9 @@ pub struct Step {
     /// Added to the spec's environment for this step.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// Secret values added to the environment for this step (credentials, test secrets).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", with = "protocol::env")]
+    pub secret_env: BTreeMap<String, SecretValue>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<PathBuf>,
     /// Run these instead when this step fails (and the run was not stopped).
@@ -75,6 +80,7 @@ impl Step {
         Step {
             action: Action::Exec { argv: argv.into_iter().map(Into::into).collect() },
             env: BTreeMap::new(),
+            secret_env: BTreeMap::new(),
             cwd: None,
             or_else: Vec::new(),
         }
@@ -84,6 +90,7 @@ impl Step {
         Step {
             action: Action::CheckInside { root, path, field: field.to_owned(), want },
             env: BTreeMap::new(),
+            secret_env: BTreeMap::new(),
             cwd: None,
             or_else: Vec::new(),
         }
@@ -91,6 +98,11 @@ impl Step {
 
     pub fn with_env(mut self, name: &str, value: impl Into<String>) -> Self {
         self.env.insert(name.to_owned(), value.into());
+        self
+    }
+
+    pub fn with_secret_env(mut self, name: &str, value: &SecretValue) -> Self {
+        self.secret_env.insert(name.to_owned(), value.clone());
         self
     }
 
@@ -118,10 +130,61 @@ pub enum Want {
 }
 
 /// A file with secret contents, mode 0600 unless said otherwise.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SecretFile {
     pub path: PathBuf,
-    pub contents: String,
+    #[serde(with = "protocol::value")]
+    pub contents: SecretValue,
+}
+
+/// How secret values cross the shim's stdin: the one place they are serialized, field by
+/// field (`#[serde(with = ...)]`). `SecretValue` itself has no `Serialize`, so no other
+/// serialization of a type holding one compiles.
+pub mod protocol {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use jobforge_core::secret::SecretValue;
+
+    pub mod value {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(value: &SecretValue, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.serialize_str(value.expose())
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SecretValue, D::Error> {
+            String::deserialize(deserializer).map(SecretValue::new)
+        }
+    }
+
+    pub mod values {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(values: &[SecretValue], serializer: S) -> Result<S::Ok, S::Error> {
+            values.iter().map(SecretValue::expose).collect::<Vec<_>>().serialize(serializer)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<SecretValue>, D::Error> {
+            Ok(Vec::<String>::deserialize(deserializer)?.into_iter().map(SecretValue::new).collect())
+        }
+    }
+
+    pub mod env {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(env: &BTreeMap<String, SecretValue>, serializer: S) -> Result<S::Ok, S::Error> {
+            env.iter().map(|(name, value)| (name, value.expose())).collect::<BTreeMap<_, _>>().serialize(serializer)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<BTreeMap<String, SecretValue>, D::Error> {
+            let plain = BTreeMap::<String, String>::deserialize(deserializer)?;
+            Ok(plain.into_iter().map(|(name, value)| (name, SecretValue::new(value))).collect())
+        }
+    }
 }
 
 /// Entry point of the shim process: `jobforge-shim <run dir>` (or `jobforge shim <run dir>`).
@@ -153,7 +216,7 @@ fn run(dir: &Path) -> io::Result<()> {
     watch_signals(control.clone())?;
 
     let log = OpenOptions::new().create(true).append(true).open(run.log_path())?;
-    let masker = Masker::from_strs(spec.mask.iter().map(String::as_str));
+    let masker = Masker::new(&spec.mask);
     let mut shim =
         Shim { log: LogWriter { out: BufWriter::new(log), n: 0, masker }, env: spec.env, control, run: run.clone() };
 
@@ -178,7 +241,7 @@ fn keep_lock_from_children() -> io::Result<()> {
 fn write_files(files: &[SecretFile]) -> io::Result<()> {
     for file in files {
         let mut out = OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(&file.path)?;
-        out.write_all(file.contents.as_bytes())?;
+        out.write_all(file.contents.expose().as_bytes())?;
     }
     Ok(())
 }
@@ -285,6 +348,7 @@ impl Shim {
             .env_clear()
             .envs(&self.env)
             .envs(&step.env)
+            .envs(step.secret_env.iter().map(|(name, value)| (name, value.expose())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -130,7 +130,7 @@ impl Engine {
     /// Stop every driver at its next safe point and wait for them, leaving their runs going.
     async fn stop_drivers(&self) {
         let stopped = {
-            let mut token = self.inner.drivers_token.lock().unwrap_or_else(|e| e.into_inner());
+            let mut token = self.inner.hold.lock().unwrap_or_else(|e| e.into_inner());
             std::mem::replace(&mut *token, self.inner.shutdown.child_token())
         };
         stopped.cancel();

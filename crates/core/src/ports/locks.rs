@@ -33,7 +33,8 @@ impl LockKey {
             .take(120)
             .collect();
         // The readable part may collide after the mapping; the hash of the exact text does not.
-        LockKey(format!("build/{readable}-{:016x}", fnv1a(&format!("{registry}\n{image}\n{git_ref}"))))
+        let exact = format!("{registry}\n{image}\n{git_ref}");
+        LockKey(format!("build/{readable}-{:016x}", crate::id::stable_hash(exact.as_bytes())))
     }
 
     pub fn as_str(&self) -> &str {
@@ -45,11 +46,6 @@ impl fmt::Display for LockKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
-}
-
-/// A stable 64-bit hash (FNV-1a): lock names must be the same in every replica and release.
-fn fnv1a(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
 }
 
 #[derive(Debug, thiserror::Error)]

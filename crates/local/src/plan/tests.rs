@@ -55,7 +55,7 @@ fn render(plan: &Plan) -> serde_json::Value {
         "files": plan.spec.files.iter().map(|f| f.path.display().to_string()).collect::<Vec<_>>(),
         "meta": plan.meta,
     });
-    let masker = jobforge_core::mask::Masker::from_strs(plan.spec.mask.iter().map(String::as_str));
+    let masker = jobforge_core::mask::Masker::new(&plan.spec.mask);
     serde_json::from_str(&masker.mask(&shown.to_string())).unwrap()
 }
 
@@ -96,7 +96,7 @@ fn build_with_private_git_and_registry() {
     };
     let plan = plan(&tools(), &places(), &run, &secrets);
     assert_not_in_argv(&plan, &["git-token-123", "reg-pass-456", "reg-user"]);
-    assert!(plan.spec.mask.contains(&"git-token-123".to_owned()));
+    assert!(plan.spec.mask.iter().any(|value| value.expose() == "git-token-123"));
     insta::assert_json_snapshot!(render(&plan));
 }
 
@@ -152,7 +152,11 @@ fn test_command_and_entry_point() {
     };
     let command_plan = plan(&tools(), &places(), &command, &secrets);
     assert_not_in_argv(&command_plan, &["tok-789"]);
-    assert_eq!(command_plan.spec.steps[0].env.get("API_TOKEN").map(String::as_str), Some("tok-789"));
+    let token = command_plan.spec.steps[0].secret_env.get("API_TOKEN");
+    assert_eq!(token.map(jobforge_core::secret::SecretValue::expose), Some("tok-789"));
+    // The values are there for the shim, and nowhere a log line could print them.
+    let printed = format!("{:?}", command_plan.spec);
+    assert!(!printed.contains("tok-789") && printed.contains("API_TOKEN"), "{printed}");
     insta::assert_json_snapshot!("test_command", render(&command_plan));
     insta::assert_json_snapshot!("test_entry_point", render(&plan(&tools(), &places(), &entry, &Resolved::default())));
 }
