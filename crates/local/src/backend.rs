@@ -419,8 +419,11 @@ impl Backend for LocalBackend {
         let leftovers = self.job_containers(job).await;
         report.merge(self.remove_containers(&leftovers).await);
         for image in images {
-            // Untag only: the layers stay in storage as the build cache.
-            let argv = self.inner.tools.podman(&["untag", image.as_str()]);
+            // Untag only: the layers stay in storage as the build cache. Name the tag to remove:
+            // `podman untag IMAGE` alone removes every name of the image, and two jobs built
+            // from the same content share one image (the layer cache), so that would take the
+            // other job's name away in the middle of its push.
+            let argv = self.inner.tools.podman(&["untag", image.as_str(), image.as_str()]);
             if run_quiet(&argv).await.is_ok() {
                 report.removed.push(format!("local image name {image}"));
             }

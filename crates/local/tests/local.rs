@@ -390,3 +390,28 @@ async fn the_local_backend_passes_the_backend_conformance_suite() {
     let runs = jobforge_testkit::backend_conformance::ShellRuns { image };
     jobforge_testkit::backend_conformance::run_all(&env.backend, &runs).await;
 }
+
+/// Two jobs built from the same content share one local image (the layer cache); removing one
+/// job's leftovers must leave the other job's name on it, or its push fails with "image not
+/// known" (seen when a job ended while another one's build was pushing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleaning_up_a_job_leaves_the_name_of_another_jobs_identical_image() {
+    let env = Env::new();
+    env.build_example().await;
+    let other = JobId::new();
+    let repo = GitRepo::example();
+    let mut spec = env.build_spec(&repo.file_url(), "main");
+    spec.id = RunKey::build(other).id();
+    let name = format!("{}/temp/{other}:latest", env.registry.host());
+    if let RunWork::Build(build) = &mut spec.work {
+        build.image = name.parse().unwrap();
+    }
+    env.backend.start(&spec).await.unwrap();
+    let (lines, exit) = follow(&env.backend, &spec.id, 0).await;
+    assert_eq!(exit, RunExit::Exited { code: 0 }, "{}", text(&lines));
+
+    env.backend.cleanup(env.job).await.unwrap();
+    let argv = env.backend.tools().podman(&["image", "exists", name.as_str()]);
+    let status = std::process::Command::new(&argv[0]).args(&argv[1..]).status().unwrap();
+    assert!(status.success(), "the other job's image lost its name {name}");
+}

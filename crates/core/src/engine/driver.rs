@@ -115,6 +115,10 @@ impl Driver {
         async {
             let mut queue: VecDeque<Effect> = self.step(event).into();
             while let Some(effect) = queue.pop_front() {
+                // Lost locks or shutdown: not one more effect; the next driver redoes the rest.
+                if self.stop.is_cancelled() {
+                    return true;
+                }
                 match self.carry_out(effect).await {
                     Carried::Next(None) => {}
                     // What an effect's answer leads to comes before the rest of the list.
