@@ -2,10 +2,20 @@
 //! records) and the client (which reads them). The JSON shapes here are the contract; the
 //! record types in `jobforge-core` may change without changing them.
 //!
-//! Nothing here knows HTTP; status codes live with the server.
+//! Nothing here knows HTTP; status codes live with the server. [`Jobs`] is what every front end
+//! offers over these types (the REST API, MCP, the compat endpoints), implemented by the server
+//! in process and by the client over HTTP. Every type derives `JsonSchema`: MCP's tool schemas
+//! come from the same types as the REST API's answers, so the two cannot disagree.
+
+mod config;
+mod jobs;
+
+pub use config::JobConfig;
+pub use jobs::{Feed, FeedItem, Jobs, Refusal};
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use jobforge_core::config::JobSpec;
@@ -14,17 +24,17 @@ use jobforge_core::logs::LogLine;
 use jobforge_core::record::{Failure, JobRecord, KillRequest, PhaseTimes, TestResult};
 use jobforge_core::state::Leftover;
 use jobforge_core::validate::Problem;
-use jobforge_core::{JobStatus, Phase, Timestamp};
+use jobforge_core::{JobStatus, Phase, Stream, Timestamp};
 
 /// `POST /v1/jobs` → 201.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Submitted {
     pub job_id: JobId,
     pub status: JobStatus,
 }
 
 /// A job as `GET /v1/jobs/{id}` shows it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct JobView {
     pub job_id: JobId,
     pub status: JobStatus,
@@ -72,7 +82,7 @@ pub struct JobView {
 }
 
 /// One test and how it went.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TestView {
     #[serde(flatten)]
     pub result: TestResult,
@@ -81,7 +91,7 @@ pub struct TestView {
 }
 
 /// How long each phase and the whole job took, in milliseconds (so far, for a running phase).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Durations {
     #[serde(default)]
     pub build: Option<u64>,
@@ -94,7 +104,7 @@ pub struct Durations {
 }
 
 /// One entry of `GET /v1/jobs`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct JobSummary {
     pub job_id: JobId,
     pub status: JobStatus,
@@ -111,8 +121,29 @@ pub struct JobSummary {
     pub duration_ms: Option<u64>,
 }
 
+/// `GET /v1/jobs` parameters: a page of the history, newest first, optionally filtered.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    /// Only jobs of this owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Only jobs in this status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<JobStatus>,
+    /// Only jobs building this image name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_name: Option<String>,
+    /// At most this many jobs (1 to 500; default 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// Skip this many matching jobs first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<usize>,
+}
+
 /// `GET /v1/jobs` → 200.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct History {
     pub jobs: Vec<JobSummary>,
     pub total: u64,
@@ -121,7 +152,7 @@ pub struct History {
 }
 
 /// `GET /v1/jobs/{id}/logs` → 200.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Logs {
     pub job_id: JobId,
     pub status: JobStatus,
@@ -130,10 +161,44 @@ pub struct Logs {
     pub next_after: u64,
     /// True when the job has ended and no lines match beyond `next_after`.
     pub complete: bool,
+    /// Lines were left out of this answer (past `limit`, or cut to fit): pass `next_after` as
+    /// `after` for the ones that follow, or narrow the query.
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+/// `GET /v1/jobs/{id}/logs` parameters: which lines, from where, how many.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogsQuery {
+    /// Only lines of this phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// Only lines of this test (0-based index in `test_commands`, then the entry point).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<u32>,
+    /// Only lines of this stream: `stdout`, `stderr`, or `system` (jobforge's own lines).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<Stream>,
+    /// Only lines with a `seq` greater than this: pass the previous answer's `next_after`.
+    #[serde(default)]
+    pub after: u64,
+    /// At most this many lines (1 to 10000; default 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// Only the last this many lines of what matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail: Option<usize>,
+    /// Only lines matching this regular expression (Rust `regex` syntax), with `context`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grep: Option<String>,
+    /// With `grep`: this many lines before and after each match (0 to 50).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<usize>,
 }
 
 /// `POST /v1/jobs/{id}/cleanup` → 200: what the job's cleanup removed, and what remains.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CleanedUp {
     pub job_id: JobId,
     pub removed: Vec<String>,
@@ -142,13 +207,13 @@ pub struct CleanedUp {
 }
 
 /// `POST /v1/zombies/cleanup` → 200: backend leftovers of jobs that are not live, removed.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ZombiesRemoved {
     pub removed: Vec<String>,
 }
 
 /// `POST /v1/jobs/{id}/kill` body (optional).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KillBody {
     #[serde(default)]
@@ -158,7 +223,7 @@ pub struct KillBody {
 }
 
 /// `GET /health` → 200.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Health {
     pub status: String,
     pub version: String,
@@ -168,14 +233,14 @@ pub struct Health {
 }
 
 /// `GET /ready` → 200 or 503: each dependency and `ok` or what is wrong with it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Ready {
     pub ready: bool,
     pub checks: BTreeMap<String, String>,
 }
 
 /// Every error response: a message, a stable code, and for refused input every problem.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorBody {
     pub error: String,
     pub code: ErrorCode,
@@ -184,7 +249,7 @@ pub struct ErrorBody {
 }
 
 /// What kind of error, for callers that branch on it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// 400: the request is malformed or a field breaks a rule (see `problems`).

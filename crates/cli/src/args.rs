@@ -84,6 +84,10 @@ pub enum Command {
     /// Check that the service answers, and whether it is ready.
     Health,
 
+    /// Serve jobforge's tools to an AI agent over MCP on stdin and stdout, talking to the
+    /// service at --url (for agents that start MCP servers as local processes).
+    Mcp,
+
     /// Print the Nomad jobs a job would run (build, each test, publish) as JSON, submitting
     /// nothing.
     Render(Box<RenderArgs>),

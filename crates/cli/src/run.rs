@@ -48,6 +48,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
             printer.history(&history);
             Ok(Exit::Ok)
         }
+        Command::Mcp => {
+            // stdout is the protocol's channel from here: nothing else may print to it.
+            let jobs: std::sync::Arc<dyn jobforge_client::Jobs> = std::sync::Arc::new(client()?);
+            jobforge_mcp::serve_stdio(jobs).await.context("serving MCP on stdio")?;
+            Ok(Exit::Ok)
+        }
         Command::Health => {
             let client = client()?;
             let health = client.health().await?;

@@ -3,6 +3,8 @@
 
 #[path = "e2e/consul.rs"]
 mod consul;
+#[path = "e2e/mcp.rs"]
+mod mcp;
 #[path = "e2e/nomad.rs"]
 mod nomad;
 mod support;

@@ -8,8 +8,10 @@
 
 use std::time::Duration;
 
-use jobforge_api::{CleanedUp, Health, History, JobView, KillBody, Logs, Ready, Submitted, ZombiesRemoved};
-use jobforge_core::{JobId, Phase};
+use jobforge_api::{
+    CleanedUp, Health, History, HistoryQuery, JobView, KillBody, Logs, LogsQuery, Ready, Submitted, ZombiesRemoved,
+};
+use jobforge_core::JobId;
 use reqwest::{RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use url::Url;
@@ -47,19 +49,6 @@ impl Default for ClientOptions {
             max_reconnects: 5,
         }
     }
-}
-
-/// Which lines `GET /v1/jobs/{id}/logs` returns. `Default` is every line from the start, as
-/// many as the server gives at once.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LogsQuery {
-    pub phase: Option<Phase>,
-    /// 0-based index of a test (with `phase: Some(Phase::Test)`).
-    pub test: Option<u32>,
-    /// Only lines with a `seq` greater than this; pass the previous answer's `next_after`.
-    pub after: u64,
-    /// At most this many lines (the server allows 1 to 10000, and defaults to 1000).
-    pub limit: Option<usize>,
 }
 
 /// A handle on one jobforge service. Cheap to clone; clones share their connections.
@@ -119,7 +108,25 @@ impl Client {
 
     /// `GET /v1/jobs`: one page of jobs, newest first.
     pub async fn history(&self, limit: usize, offset: usize) -> Result<History, ClientError> {
-        let request = self.http.get(self.url("v1/jobs")?).query(&[("limit", limit), ("offset", offset)]);
+        let query = HistoryQuery { limit: Some(limit), offset: Some(offset), ..HistoryQuery::default() };
+        self.history_of(&query).await
+    }
+
+    /// `GET /v1/jobs` with filters: one page of the matching jobs, newest first.
+    pub async fn history_of(&self, query: &HistoryQuery) -> Result<History, ClientError> {
+        let mut params: Vec<(&str, String)> = Vec::new();
+        if let Some(owner) = &query.owner {
+            params.push(("owner", owner.clone()));
+        }
+        if let Some(status) = query.status {
+            params.push(("status", status.as_str().to_owned()));
+        }
+        if let Some(image) = &query.image_name {
+            params.push(("image_name", image.clone()));
+        }
+        params.extend(query.limit.map(|n| ("limit", n.to_string())));
+        params.extend(query.offset.map(|n| ("offset", n.to_string())));
+        let request = self.http.get(self.url("v1/jobs")?).query(&params);
         self.call(request, "a page of job history").await
     }
 
@@ -132,9 +139,13 @@ impl Client {
         if let Some(test) = query.test {
             params.push(("test", test.to_string()));
         }
-        if let Some(limit) = query.limit {
-            params.push(("limit", limit.to_string()));
+        if let Some(stream) = query.stream {
+            params.push(("stream", stream.as_str().to_owned()));
         }
+        params.extend(query.limit.map(|n| ("limit", n.to_string())));
+        params.extend(query.tail.map(|n| ("tail", n.to_string())));
+        params.extend(query.grep.clone().map(|grep| ("grep", grep)));
+        params.extend(query.context.map(|n| ("context", n.to_string())));
         let request = self.http.get(self.url(&format!("v1/jobs/{id}/logs"))?).query(&params);
         self.call(request, "a page of log lines").await
     }

@@ -13,8 +13,7 @@ use std::task::{Context, Poll};
 
 use futures::stream::{self, BoxStream, Stream, StreamExt};
 use jobforge_api::JobView;
-use jobforge_api::events::{self, EventEntry, JobEvent};
-use jobforge_core::logs::LogLine;
+use jobforge_api::events::{self, JobEvent};
 use jobforge_core::{JobId, Phase};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 
@@ -22,19 +21,8 @@ use crate::client::Client;
 use crate::error::{ClientError, excerpt, seconds};
 use crate::sse::{SseEvent, SseParser};
 
-/// One event of a job's stream.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Event {
-    /// The job as it is now: first on every connection, then whenever it changes.
-    Status(JobView),
-    /// One log line, in `seq` order.
-    Log(LogLine),
-    /// Something that happened to the job (a phase began, a test ended, ...), in `seq` order
-    /// with the lines.
-    Job(EventEntry),
-    /// The job has finished and every line was sent; nothing follows.
-    End(JobView),
-}
+/// One event of a job's stream: the feed items of `jobforge_api`.
+pub use jobforge_api::FeedItem as Event;
 
 /// A stream of [`Event`]s (or errors) from [`Client::events`] or [`Client::follow`]. It owns
 /// everything it needs (no borrow of the client) and is `Unpin`, so `.next().await` works

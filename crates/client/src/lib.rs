@@ -40,15 +40,16 @@
 mod client;
 mod error;
 mod events;
+mod jobs;
 mod sse;
 
-pub use client::{Client, ClientOptions, LogsQuery};
+pub use client::{Client, ClientOptions};
 pub use error::ClientError;
 pub use events::{Event, EventStream};
 
 pub use jobforge_api::{
-    CleanedUp, Durations, ErrorBody, ErrorCode, Health, History, JobSummary, JobView, Logs, Ready, Submitted, TestView,
-    ZombiesRemoved,
+    CleanedUp, Durations, ErrorBody, ErrorCode, Health, History, HistoryQuery, JobSummary, JobView, Jobs, Logs,
+    LogsQuery, Ready, Refusal, Submitted, TestView, ZombiesRemoved,
 };
 pub use jobforge_core::logs::LogLine;
 pub use jobforge_core::validate::Problem;

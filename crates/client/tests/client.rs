@@ -171,8 +171,14 @@ async fn a_service_that_is_not_listening_is_a_connect_error_naming_the_url() {
 async fn logs_pass_their_query_and_ready_reads_a_503_as_not_ready() {
     let (server, client) = service().await;
     let id = JobId::new();
-    let logs =
-        Logs { job_id: id, status: JobStatus::Testing, lines: vec![line(6, "ok")], next_after: 6, complete: false };
+    let logs = Logs {
+        job_id: id,
+        status: JobStatus::Testing,
+        lines: vec![line(6, "ok")],
+        next_after: 6,
+        complete: false,
+        truncated: false,
+    };
     Mock::given(method("GET"))
         .and(path(format!("/v1/jobs/{id}/logs")))
         .and(query_param("phase", "test"))
@@ -190,7 +196,8 @@ async fn logs_pass_their_query_and_ready_reads_a_503_as_not_ready() {
     };
     Mock::given(method("GET")).and(path("/ready")).respond_with(json_answer(503, &not_ready)).mount(&server).await;
 
-    let query = LogsQuery { phase: Some(Phase::Test), test: Some(1), after: 5, limit: Some(10) };
+    let query =
+        LogsQuery { phase: Some(Phase::Test), test: Some(1), after: 5, limit: Some(10), ..LogsQuery::default() };
     assert_eq!(client.logs(id, &query).await.expect("logs"), logs);
     assert_eq!(client.ready().await.expect("a readiness report, not an error"), not_ready);
 }

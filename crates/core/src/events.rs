@@ -15,7 +15,7 @@ use crate::status::{JobStatus, Phase};
 use crate::time::Timestamp;
 
 /// One thing that happened to a job. Serialized with its name in `type`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum JobEvent {
     /// The job's status is now `status`.
@@ -76,7 +76,7 @@ pub enum JobEvent {
 }
 
 /// How a phase ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PhaseResult {
     Passed,
@@ -123,7 +123,7 @@ impl JobEvent {
 }
 
 /// An event as the journal holds it: numbered in the job's one sequence, stamped.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct EventEntry {
     /// The job's sequence number, shared with its log lines.
     pub seq: u64,

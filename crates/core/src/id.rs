@@ -40,6 +40,21 @@ impl fmt::Display for JobId {
     }
 }
 
+/// In schemas: a string, a UUID.
+impl schemars::JsonSchema for JobId {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "JobId".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "format": "uuid",
+            "description": "A job id: a UUIDv7, as submitJob and POST /v1/jobs return it",
+        })
+    }
+}
+
 /// The text given was not a job id.
 #[derive(Debug, thiserror::Error)]
 #[error("not a job id (expected a UUID such as 0193e5d2-7c1a-7b3e-9f00-2a4c6e8b0d1f): {0:?}")]

@@ -216,7 +216,7 @@ impl fmt::Display for RunCursor {
 }
 
 /// One archived line, as readers see it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LogLine {
     /// Per-job, strictly increasing, starting at 1.
     pub seq: u64,

@@ -224,7 +224,7 @@ impl Posting {
 }
 
 /// When each phase started and ended (UTC, milliseconds).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PhaseTimes {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_start: Option<Timestamp>,
@@ -279,7 +279,7 @@ impl PhaseTimes {
 }
 
 /// The outcome of one test.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TestResult {
     pub index: u32,
     pub command: String,
@@ -293,7 +293,7 @@ pub struct TestResult {
     pub ended: Option<Timestamp>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TestStatus {
     Pending,
@@ -305,7 +305,7 @@ pub enum TestStatus {
 }
 
 /// Why a job failed: a value in the record, not an error of the service.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Failure {
     pub phase: Phase,
     pub reason: FailureReason,
@@ -321,7 +321,7 @@ pub struct Failure {
 }
 
 /// The kind of failure, for callers that branch on it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureReason {
     /// A process of the phase exited non-zero (the build, a test, a publish copy).
@@ -350,7 +350,7 @@ impl FailureReason {
 }
 
 /// Who stopped a job, and why.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct KillRequest {
     pub at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -137,7 +137,7 @@ pub struct CleanupReport {
 }
 
 /// Something a job left behind that could not be removed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Leftover {
     pub what: String,
     pub why: String,

@@ -71,6 +71,21 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
+/// In schemas: a string, `date-time`, always UTC with milliseconds.
+impl schemars::JsonSchema for Timestamp {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Timestamp".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "format": "date-time",
+            "description": "UTC, ISO-8601 with milliseconds: 2026-11-29T17:45:40.123Z",
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,7 +30,7 @@ const MAX_MAP_ENTRIES: usize = 100;
 const MAX_STRING: usize = 8 * 1024;
 
 /// One thing wrong with a request: the field (a dotted path) and the rule it broke.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Problem {
     pub field: String,
     pub message: String,

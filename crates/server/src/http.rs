@@ -20,6 +20,8 @@ use tower_http::trace::TraceLayer;
 
 use jobforge_core::engine::Engine;
 
+use crate::service::Service;
+
 pub use error::ApiError;
 
 /// How the service describes itself in `/health`.
@@ -33,21 +35,39 @@ pub struct ServiceInfo {
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
+    service: Service,
     engine: Engine,
     info: Arc<ServiceInfo>,
-    /// Ends long-lived responses (event streams) when the service stops.
+    /// Ends the MCP sessions when the service stops.
     shutdown: CancellationToken,
+    /// Whose `Host` the MCP endpoint answers: loopback names only, unless the service listens
+    /// for other hosts.
+    mcp_hosts: jobforge_mcp::Hosts,
 }
 
 impl AppState {
     pub fn new(engine: Engine, info: ServiceInfo, shutdown: CancellationToken) -> Self {
-        AppState { engine, info: Arc::new(info), shutdown }
+        let service = Service::new(engine.clone(), shutdown.clone());
+        AppState { service, engine, info: Arc::new(info), shutdown, mcp_hosts: jobforge_mcp::Hosts::Loopback }
+    }
+
+    /// Answer MCP requests for any `Host` (a service listening beyond loopback).
+    pub fn with_mcp_for_any_host(mut self) -> Self {
+        self.mcp_hosts = jobforge_mcp::Hosts::Any;
+        self
+    }
+
+    pub fn service(&self) -> &Service {
+        &self.service
     }
 }
 
 /// The whole API as a router, for `axum::serve` or for calling in-process in tests.
 pub fn app(state: AppState) -> Router {
+    let jobs: Arc<dyn jobforge_api::Jobs> = Arc::new(state.service.clone());
+    let mcp = jobforge_mcp::http_service(jobs, state.mcp_hosts, state.shutdown.clone());
     Router::new()
+        .nest_service("/mcp", mcp)
         .route("/v1/jobs", post(jobs::submit).get(jobs::history))
         .route("/v1/jobs/{id}", get(jobs::job))
         .route("/v1/jobs/{id}/logs", get(jobs::logs))

@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod http;
+pub mod service;
 pub mod wiring;
 
 use std::time::Duration;
@@ -54,7 +55,10 @@ pub async fn serve(
     if let Some(consul) = wired.consul.clone() {
         tokio::spawn(watch_consul_config(consul, config.clone(), engine.clone(), shutdown.clone()));
     }
-    let state = http::AppState::new(engine.clone(), wired.info, shutdown.clone());
+    let mut state = http::AppState::new(engine.clone(), wired.info, shutdown.clone());
+    if !config.listen.ip().is_loopback() {
+        state = state.with_mcp_for_any_host();
+    }
     on_listen(addr);
     tracing::info!(%addr, "listening");
     // Small writes (an event, the end of a response) go out at once instead of waiting ~40 ms

@@ -45,8 +45,9 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The status and body this error answers with.
+    pub fn parts(self) -> (StatusCode, ErrorBody) {
         let (status, code, error, problems) = match self {
             ApiError::Invalid { message, problems } => {
                 (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message, problems)
@@ -72,7 +73,20 @@ impl IntoResponse for ApiError {
                 Vec::new(),
             ),
         };
-        (status, Json(ErrorBody { error, code, problems })).into_response()
+        (status, ErrorBody { error, code, problems })
+    }
+
+    /// The same refusal, for front ends that are not HTTP (MCP tools).
+    pub fn into_refusal(self) -> jobforge_api::Refusal {
+        let (status, body) = self.parts();
+        jobforge_api::Refusal { status: status.as_u16(), body }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = self.parts();
+        (status, Json(body)).into_response()
     }
 }
 

@@ -1,4 +1,5 @@
-//! Job endpoints: submit, read, history, logs, kill, cleanup.
+//! Job endpoints: submit, read, history, logs, kill, cleanup. Each parses its request, calls
+//! the [`crate::service::Service`] and answers; none decides anything itself.
 
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -8,45 +9,24 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use serde::Deserialize;
 
-use jobforge_api::{CleanedUp, History, JobSummary, JobView, KillBody, Logs, Submitted, ZombiesRemoved};
-use jobforge_core::engine::{KillError, SubmitError};
-use jobforge_core::logs::LogQuery;
-use jobforge_core::validate::{self, MAX_BODY_BYTES};
-use jobforge_core::{JobId, Phase};
+use jobforge_api::{CleanedUp, History, HistoryQuery, JobView, KillBody, Logs, LogsQuery, ZombiesRemoved};
+use jobforge_core::validate::MAX_BODY_BYTES;
+use jobforge_core::{JobId, JobStatus, Phase, Stream};
 
 use super::{ApiError, AppState};
-
-const DEFAULT_HISTORY_LIMIT: usize = 20;
-const MAX_HISTORY_LIMIT: usize = 500;
-const DEFAULT_LOG_LIMIT: usize = 1000;
-const MAX_LOG_LIMIT: usize = 10_000;
 
 /// `POST /v1/jobs`
 pub async fn submit(State(state): State<AppState>, body: Body) -> Result<impl IntoResponse, ApiError> {
     let bytes = read_body(body).await?;
     let value: serde_json::Value =
         serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid("body", format!("is not valid JSON: {e}")))?;
-    let spec = validate::job_spec(&value).map_err(ApiError::problems)?;
-    let record = state.engine.submit(spec).await.map_err(|err| match err {
-        SubmitError::Unsupported(problems) => {
-            ApiError::Unprocessable { message: "this server cannot run the job as asked".into(), problems }
-        }
-        SubmitError::MissingSecrets(problems) => {
-            ApiError::Unprocessable { message: "the job names secrets that do not exist".into(), problems }
-        }
-        SubmitError::Secrets(err) => ApiError::Unavailable(format!("cannot check the job's secrets: {err}")),
-        SubmitError::Store(err) => ApiError::internal("could not store the job", err),
-    })?;
-    let location = format!("/v1/jobs/{}", record.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(Submitted { job_id: record.id, status: record.status() }),
-    ))
+    let submitted = state.service.submit(&value).await?;
+    let location = format!("/v1/jobs/{}", submitted.job_id);
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(submitted)))
 }
 
 /// The body, refused past the size limit with an error naming it.
-async fn read_body(body: Body) -> Result<Bytes, ApiError> {
+pub async fn read_body(body: Body) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| ApiError::invalid("body", format!("is larger than {} KiB", MAX_BODY_BYTES / 1024)))
@@ -57,20 +37,17 @@ pub fn parse_id(id: &str) -> Result<JobId, ApiError> {
     id.parse().map_err(|_| ApiError::NotFound(format!("job {id:?} not found (job ids are UUIDs)")))
 }
 
-pub fn not_found(id: JobId) -> ApiError {
-    ApiError::NotFound(format!("job {id} not found"))
-}
-
 /// `GET /v1/jobs/{id}`
 pub async fn job(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
-    let id = parse_id(&id)?;
-    let record = state.engine.get(id).await.map_err(|e| ApiError::internal("could not read the job", e))?;
-    record.map(|r| Json(JobView::from_record(&r))).ok_or_else(|| not_found(id))
+    Ok(Json(state.service.job(parse_id(&id)?).await?))
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Page {
+pub struct HistoryParams {
+    owner: Option<String>,
+    status: Option<String>,
+    image_name: Option<String>,
     limit: Option<usize>,
     offset: Option<usize>,
 }
@@ -78,19 +55,22 @@ pub struct Page {
 /// `GET /v1/jobs`
 pub async fn history(
     State(state): State<AppState>,
-    page: Result<Query<Page>, QueryRejection>,
+    params: Result<Query<HistoryParams>, QueryRejection>,
 ) -> Result<Json<History>, ApiError> {
-    let Query(page) = page.map_err(query_error)?;
-    let limit = bounded("limit", page.limit, DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT)?;
-    let offset = page.offset.unwrap_or(0);
-    let history =
-        state.engine.history(limit, offset).await.map_err(|e| ApiError::internal("could not read the history", e))?;
-    Ok(Json(History {
-        jobs: history.jobs.iter().map(JobSummary::from_record).collect(),
-        total: history.total,
-        limit,
-        offset,
-    }))
+    let Query(params) = params.map_err(query_error)?;
+    let status = params
+        .status
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<JobStatus>().map_err(|e| ApiError::invalid("status", e.to_string())))
+        .transpose()?;
+    let query = HistoryQuery {
+        owner: params.owner.filter(|o| !o.is_empty()),
+        status,
+        image_name: params.image_name.filter(|n| !n.is_empty()),
+        limit: params.limit,
+        offset: params.offset,
+    };
+    Ok(Json(state.service.history(&query).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,8 +78,12 @@ pub async fn history(
 pub struct LogParams {
     phase: Option<String>,
     test: Option<u32>,
+    stream: Option<String>,
     after: Option<u64>,
     limit: Option<usize>,
+    tail: Option<usize>,
+    grep: Option<String>,
+    context: Option<usize>,
 }
 
 /// `GET /v1/jobs/{id}/logs`
@@ -110,19 +94,22 @@ pub async fn logs(
 ) -> Result<Json<Logs>, ApiError> {
     let id = parse_id(&id)?;
     let Query(params) = params.map_err(query_error)?;
-    let query = LogQuery {
+    let stream = params
+        .stream
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<Stream>().map_err(|e| ApiError::invalid("stream", e.to_string())))
+        .transpose()?;
+    let query = LogsQuery {
         phase: parse_phase(params.phase.as_deref())?,
         test: params.test,
+        stream,
         after: params.after.unwrap_or(0),
-        limit: bounded("limit", params.limit, DEFAULT_LOG_LIMIT, MAX_LOG_LIMIT)?,
+        limit: params.limit,
+        tail: params.tail,
+        grep: params.grep.filter(|g| !g.is_empty()),
+        context: params.context,
     };
-    let engine = &state.engine;
-    let record = engine.get(id).await.map_err(|e| ApiError::internal("could not read the job", e))?;
-    let record = record.ok_or_else(|| not_found(id))?;
-    let lines = engine.logs(id, &query).await.map_err(|e| ApiError::internal("could not read the logs", e))?;
-    let next_after = lines.last().map_or(query.after, |l| l.seq);
-    let complete = record.status().is_terminal() && lines.len() < query.limit;
-    Ok(Json(Logs { job_id: id, status: record.status(), lines, next_after, complete }))
+    Ok(Json(state.service.logs(id, &query).await?))
 }
 
 pub fn parse_phase(phase: Option<&str>) -> Result<Option<Phase>, ApiError> {
@@ -130,14 +117,6 @@ pub fn parse_phase(phase: Option<&str>) -> Result<Option<Phase>, ApiError> {
         .filter(|p| !p.is_empty())
         .map(|p| p.parse::<Phase>().map_err(|e| ApiError::invalid("phase", e.to_string())))
         .transpose()
-}
-
-fn bounded(field: &str, value: Option<usize>, default: usize, max: usize) -> Result<usize, ApiError> {
-    match value {
-        None => Ok(default),
-        Some(n) if (1..=max).contains(&n) => Ok(n),
-        Some(n) => Err(ApiError::invalid(field, format!("must be between 1 and {max}, not {n}"))),
-    }
 }
 
 pub fn query_error(rejection: QueryRejection) -> ApiError {
@@ -153,43 +132,24 @@ pub async fn kill(
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(&id)?;
     let bytes = read_body(body).await?;
-    let request: KillBody = if bytes.iter().all(u8::is_ascii_whitespace) {
+    let mut request: KillBody = if bytes.iter().all(u8::is_ascii_whitespace) {
         KillBody::default()
     } else {
         serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid("body", format!("is not a kill request: {e}")))?
     };
-    for (field, value) in [("by", &request.by), ("reason", &request.reason)] {
-        if let Some(value) = value
-            && (value.len() > 1024 || value.chars().any(char::is_control))
-        {
-            return Err(ApiError::invalid(field, "must be at most 1024 characters without control characters"));
-        }
+    if request.by.is_none() {
+        request.by = headers.get(header::USER_AGENT).and_then(|ua| ua.to_str().ok()).map(|ua| format!("client {ua}"));
     }
-    let by = request
-        .by
-        .or_else(|| headers.get(header::USER_AGENT).and_then(|ua| ua.to_str().ok()).map(|ua| format!("client {ua}")));
-    let record = state.engine.kill(id, by, request.reason).await.map_err(kill_error)?;
-    Ok((StatusCode::ACCEPTED, Json(JobView::from_record(&record))))
-}
-
-fn kill_error(err: KillError) -> ApiError {
-    match err {
-        KillError::NotFound(id) => not_found(id),
-        KillError::Finished { .. } => ApiError::Conflict(err.to_string()),
-        KillError::ShuttingDown | KillError::Unanswered(_) => ApiError::Unavailable(err.to_string()),
-        KillError::Store(err) => ApiError::internal("could not record the kill", err),
-    }
+    let view = state.service.kill(id, request).await?;
+    Ok((StatusCode::ACCEPTED, Json(view)))
 }
 
 /// `POST /v1/jobs/{id}/cleanup`
 pub async fn cleanup(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<CleanedUp>, ApiError> {
-    let id = parse_id(&id)?;
-    let report = state.engine.cleanup(id).await.map_err(kill_error)?;
-    Ok(Json(CleanedUp { job_id: id, removed: report.removed, remaining: report.remaining }))
+    Ok(Json(state.service.cleanup(parse_id(&id)?).await?))
 }
 
 /// `POST /v1/zombies/cleanup`
 pub async fn remove_zombies(State(state): State<AppState>) -> Result<Json<ZombiesRemoved>, ApiError> {
-    let removed = state.engine.remove_orphans().await.map_err(|e| ApiError::internal("could not list live jobs", e))?;
-    Ok(Json(ZombiesRemoved { removed }))
+    Ok(Json(state.service.remove_zombies().await?))
 }

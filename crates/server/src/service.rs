@@ -1,0 +1,195 @@
+//! [`Service`]: the operations on jobs over the engine, in the API's terms. The REST handlers,
+//! the MCP tools (through [`jobforge_api::Jobs`]) and the event streams all call it, so a
+//! request means the same and is refused the same way wherever it comes from.
+//!
+//! It validates what callers send, calls the engine and shapes the answers; it must not know
+//! HTTP (status codes are [`ApiError`]'s) nor change job state except through the engine.
+
+mod feed;
+mod logs;
+
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+
+use jobforge_api::{
+    CleanedUp, Feed, History, HistoryQuery, JobSummary, JobView, Jobs, KillBody, Logs, LogsQuery, Refusal, Submitted,
+    ZombiesRemoved,
+};
+use jobforge_core::JobId;
+use jobforge_core::engine::{Engine, KillError, SubmitError};
+use jobforge_core::record::JobRecord;
+use jobforge_core::validate;
+
+use crate::http::ApiError;
+
+const DEFAULT_HISTORY_LIMIT: usize = 20;
+const MAX_HISTORY_LIMIT: usize = 500;
+
+/// The job operations of one service instance.
+#[derive(Clone)]
+pub struct Service {
+    engine: Engine,
+    /// Ends long-lived answers (feeds) when the service stops.
+    shutdown: CancellationToken,
+}
+
+impl Service {
+    pub fn new(engine: Engine, shutdown: CancellationToken) -> Self {
+        Service { engine, shutdown }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub async fn submit(&self, config: &serde_json::Value) -> Result<Submitted, ApiError> {
+        let spec = validate::job_spec(config).map_err(ApiError::problems)?;
+        let record = self.engine.submit(spec).await.map_err(|err| match err {
+            SubmitError::Unsupported(problems) => {
+                ApiError::Unprocessable { message: "this server cannot run the job as asked".into(), problems }
+            }
+            SubmitError::MissingSecrets(problems) => {
+                ApiError::Unprocessable { message: "the job names secrets that do not exist".into(), problems }
+            }
+            SubmitError::Secrets(err) => ApiError::Unavailable(format!("cannot check the job's secrets: {err}")),
+            SubmitError::Store(err) => ApiError::internal("could not store the job", err),
+        })?;
+        Ok(Submitted { job_id: record.id, status: record.status() })
+    }
+
+    pub async fn record(&self, id: JobId) -> Result<JobRecord, ApiError> {
+        let record = self.engine.get(id).await.map_err(|e| ApiError::internal("could not read the job", e))?;
+        record.ok_or_else(|| not_found(id))
+    }
+
+    pub async fn job(&self, id: JobId) -> Result<JobView, ApiError> {
+        Ok(JobView::from_record(&self.record(id).await?))
+    }
+
+    pub async fn logs(&self, id: JobId, query: &LogsQuery) -> Result<Logs, ApiError> {
+        let record = self.record(id).await?;
+        logs::read(&self.engine, &record, query).await
+    }
+
+    /// The job's feed from after `after`, live, until its end or the service's shutdown.
+    pub async fn feed(&self, id: JobId, after: u64, phase: Option<jobforge_core::Phase>) -> Result<Feed, ApiError> {
+        self.record(id).await?;
+        Ok(feed::start(self.engine.clone(), id, after, phase, self.shutdown.clone()))
+    }
+
+    pub async fn kill(&self, id: JobId, request: KillBody) -> Result<JobView, ApiError> {
+        for (field, value) in [("by", &request.by), ("reason", &request.reason)] {
+            if let Some(value) = value
+                && (value.len() > 1024 || value.chars().any(char::is_control))
+            {
+                return Err(ApiError::invalid(field, "must be at most 1024 characters without control characters"));
+            }
+        }
+        let record = self.engine.kill(id, request.by, request.reason).await.map_err(kill_error)?;
+        Ok(JobView::from_record(&record))
+    }
+
+    pub async fn cleanup(&self, id: JobId) -> Result<CleanedUp, ApiError> {
+        let report = self.engine.cleanup(id).await.map_err(kill_error)?;
+        Ok(CleanedUp { job_id: id, removed: report.removed, remaining: report.remaining })
+    }
+
+    /// A page of the history, newest first, of the jobs that match the filters.
+    pub async fn history(&self, query: &HistoryQuery) -> Result<History, ApiError> {
+        let limit = bounded("limit", query.limit, DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT)?;
+        let offset = query.offset.unwrap_or(0);
+        let filtered = query.owner.is_some() || query.status.is_some() || query.image_name.is_some();
+        if !filtered {
+            let page = self.engine.history(limit, offset).await.map_err(history_error)?;
+            let jobs = page.jobs.iter().map(JobSummary::from_record).collect();
+            return Ok(History { jobs, total: page.total, limit, offset });
+        }
+        let matches = |record: &JobRecord| {
+            query.owner.as_ref().is_none_or(|owner| record.spec.owner.as_ref() == Some(owner))
+                && query.status.is_none_or(|status| record.status() == status)
+                && query.image_name.as_ref().is_none_or(|name| record.spec.image_name.as_str() == name)
+        };
+        let (mut jobs, mut total, mut from) = (Vec::new(), 0u64, 0);
+        loop {
+            let page = self.engine.history(MAX_HISTORY_LIMIT, from).await.map_err(history_error)?;
+            for record in page.jobs.iter().filter(|r| matches(r)) {
+                if total as usize >= offset && jobs.len() < limit {
+                    jobs.push(JobSummary::from_record(record));
+                }
+                total += 1;
+            }
+            from += page.jobs.len();
+            if page.jobs.is_empty() || from as u64 >= page.total {
+                return Ok(History { jobs, total, limit, offset });
+            }
+        }
+    }
+
+    pub async fn remove_zombies(&self) -> Result<ZombiesRemoved, ApiError> {
+        let removed =
+            self.engine.remove_orphans().await.map_err(|e| ApiError::internal("could not list live jobs", e))?;
+        Ok(ZombiesRemoved { removed })
+    }
+}
+
+pub fn not_found(id: JobId) -> ApiError {
+    ApiError::NotFound(format!("job {id} not found"))
+}
+
+fn history_error(err: jobforge_core::ports::StoreError) -> ApiError {
+    ApiError::internal("could not read the history", err)
+}
+
+fn kill_error(err: KillError) -> ApiError {
+    match err {
+        KillError::NotFound(id) => not_found(id),
+        KillError::Finished { .. } => ApiError::Conflict(err.to_string()),
+        KillError::ShuttingDown | KillError::Unanswered(_) => ApiError::Unavailable(err.to_string()),
+        KillError::Store(err) => ApiError::internal("could not record the kill", err),
+    }
+}
+
+/// A count in `1..=max`, `default` when absent; otherwise a 400 naming `field`.
+pub fn bounded(field: &str, value: Option<usize>, default: usize, max: usize) -> Result<usize, ApiError> {
+    match value {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::invalid(field, format!("must be between 1 and {max}, not {n}"))),
+    }
+}
+
+/// The same operations for the MCP tools and any other front end, refusals included.
+#[async_trait]
+impl Jobs for Service {
+    async fn submit(&self, config: &serde_json::Value) -> Result<Submitted, Refusal> {
+        Service::submit(self, config).await.map_err(ApiError::into_refusal)
+    }
+
+    async fn job(&self, id: JobId) -> Result<JobView, Refusal> {
+        Service::job(self, id).await.map_err(ApiError::into_refusal)
+    }
+
+    async fn logs(&self, id: JobId, query: &LogsQuery) -> Result<Logs, Refusal> {
+        Service::logs(self, id, query).await.map_err(ApiError::into_refusal)
+    }
+
+    async fn feed(&self, id: JobId, after: u64) -> Result<Feed, Refusal> {
+        Service::feed(self, id, after, None).await.map_err(ApiError::into_refusal)
+    }
+
+    async fn kill(&self, id: JobId, request: &KillBody) -> Result<JobView, Refusal> {
+        Service::kill(self, id, request.clone()).await.map_err(ApiError::into_refusal)
+    }
+
+    async fn cleanup(&self, id: JobId) -> Result<CleanedUp, Refusal> {
+        Service::cleanup(self, id).await.map_err(ApiError::into_refusal)
+    }
+
+    async fn history(&self, query: &HistoryQuery) -> Result<History, Refusal> {
+        Service::history(self, query).await.map_err(ApiError::into_refusal)
+    }
+
+    async fn remove_zombies(&self) -> Result<ZombiesRemoved, Refusal> {
+        Service::remove_zombies(self).await.map_err(ApiError::into_refusal)
+    }
+}
