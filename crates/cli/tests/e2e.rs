@@ -95,6 +95,28 @@ async fn a_bad_dockerfile_fails_the_build_with_buildahs_error() {
     assert_eq!(registry.tags("app").await, Vec::<String>::new());
 }
 
+/// A caller reads about its own repository, never about where the service keeps it: paths
+/// under the data directory are shown relative to the checkout (or by a short name), and a
+/// failure's tail holds the tool's words, not jobforge's own command lines.
+#[tokio::test]
+async fn answers_show_paths_in_the_repository_not_the_services_own() {
+    let registry = TestRegistry::start();
+    let data = tempfile::tempdir().unwrap();
+    let service = Service::start(data.path(), &registry, &[]);
+    let client = service.client();
+    let repo = repo_with_dockerfile(&format!("{BUSYBOX_BASE}COPY missing.txt /missing.txt\n"));
+    let id = client.submit(&job(&repo.file_url(), &registry, "app", &["v1"])).await.unwrap().job_id;
+    let end = wait_end(&client, id).await;
+    assert_eq!(end.status, JobStatus::Failed, "{end:#?}");
+    let tail = end.error.clone().unwrap().log_tail;
+    assert!(tail.iter().any(|l| l.contains("missing.txt")), "the tool's own error: {tail:#?}");
+    assert!(!tail.iter().any(|l| l.starts_with("$ ")), "no command lines of jobforge's: {tail:#?}");
+    let hidden = data.path().display().to_string();
+    let shown = serde_json::to_string(&end).unwrap() + &texts(&all_logs(&client, id).await);
+    assert!(!shown.contains(&hidden), "the data directory {hidden} shows:\n{shown}");
+    assert!(texts(&all_logs(&client, id).await).contains("$ git init --quiet ."), "the checkout is `.`");
+}
+
 #[tokio::test]
 async fn a_failing_test_publishes_nothing_and_keeps_every_tests_log() {
     let registry = TestRegistry::start();

@@ -348,6 +348,7 @@ impl Backend for LocalBackend {
             work_dir,
             env: self.base_env(job),
             git_ca_bundle: self.inner.git_ca_bundle.clone(),
+            data_dir: self.inner.config.data_dir.clone(),
         };
         let plan = plan::plan(&self.inner.tools, &places, spec, &secrets);
         run.write_meta(&plan.meta).map_err(|e| start_err(format!("writing run metadata: {e}")))?;

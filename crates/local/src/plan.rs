@@ -62,6 +62,30 @@ pub struct Places {
     pub env: BTreeMap<String, String>,
     /// CA bundle for git over https, when the server trusts extra CAs.
     pub git_ca_bundle: Option<PathBuf>,
+    /// The service's data directory, which no log line shows.
+    pub data_dir: PathBuf,
+}
+
+impl Places {
+    /// The host paths a run's lines mention, and what they show instead: paths inside the
+    /// checkout become relative to the repository, the rest a short name. Most specific first.
+    fn rewrites(&self, tools: &Tools) -> Vec<(String, String)> {
+        let checkout = self.work_dir.join("src");
+        let mut rewrites = vec![
+            (format!("{}/", checkout.display()), String::new()),
+            (checkout.display().to_string(), ".".to_owned()),
+            (self.work_dir.display().to_string(), "$WORK".to_owned()),
+            (self.run_dir.display().to_string(), "$RUN".to_owned()),
+            (tools.storage_root.display().to_string(), "$STORAGE".to_owned()),
+            (tools.run_root.display().to_string(), "$RUNROOT".to_owned()),
+            (tools.podman_tmp.display().to_string(), "$PODMAN_TMP".to_owned()),
+            (self.data_dir.display().to_string(), "$DATA".to_owned()),
+        ];
+        // Longer paths first, so a path inside another is replaced whole.
+        rewrites.sort_by_key(|(path, _)| std::cmp::Reverse(path.len()));
+        rewrites.retain(|(path, _)| path.len() > 1);
+        rewrites
+    }
 }
 
 /// What to hand the shim, and what to remember about the run.
@@ -71,7 +95,12 @@ pub struct Plan {
 }
 
 pub fn plan(tools: &Tools, places: &Places, run: &RunSpec, secrets: &Resolved) -> Plan {
-    let mut spec = ShimSpec { env: places.env.clone(), mask: secrets.values(), ..ShimSpec::default() };
+    let mut spec = ShimSpec {
+        env: places.env.clone(),
+        mask: secrets.values(),
+        rewrites: places.rewrites(tools),
+        ..ShimSpec::default()
+    };
     let mut meta = RunMeta::default();
     let auth_file = auth_file(places, secrets);
     let authfile = auth_file.as_ref().map(|f| f.path.display().to_string());

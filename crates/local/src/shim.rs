@@ -56,6 +56,10 @@ pub struct ShimSpec {
     /// Values replaced by `***` in every line written to the log.
     #[serde(default, with = "protocol::values")]
     pub mask: Vec<SecretValue>,
+    /// Host paths and what to show instead, in every line (after masking), in order: a log
+    /// says `Dockerfile`, not where the service keeps its checkout.
+    #[serde(default)]
+    pub rewrites: Vec<(String, String)>,
 }
 
 /// One step of a run.
@@ -217,8 +221,12 @@ fn run(dir: &Path) -> io::Result<()> {
 
     let log = OpenOptions::new().create(true).append(true).open(run.log_path())?;
     let masker = Masker::new(&spec.mask);
-    let mut shim =
-        Shim { log: LogWriter { out: BufWriter::new(log), n: 0, masker }, env: spec.env, control, run: run.clone() };
+    let mut shim = Shim {
+        log: LogWriter { out: BufWriter::new(log), n: 0, masker, rewrites: spec.rewrites.clone() },
+        env: spec.env,
+        control,
+        run: run.clone(),
+    };
 
     let exit = match write_files(&spec.files) {
         Ok(()) => shim.run_steps(&spec.steps, 0).0,
@@ -492,11 +500,17 @@ struct LogWriter {
     out: BufWriter<File>,
     n: u64,
     masker: Masker,
+    rewrites: Vec<(String, String)>,
 }
 
 impl LogWriter {
     fn line(&mut self, stream: Stream, text: &str) {
-        let masked = self.masker.mask(text);
+        let mut masked = self.masker.mask(text);
+        for (path, shown) in &self.rewrites {
+            if masked.contains(path.as_str()) {
+                masked = masked.replace(path.as_str(), shown);
+            }
+        }
         for piece in split_long(&masked) {
             self.n += 1;
             let line = RunLine { n: self.n, stream, ts: Timestamp::now(), text: piece.to_owned() };

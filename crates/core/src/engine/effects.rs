@@ -9,7 +9,7 @@ use crate::mask::Masker;
 use crate::record::JobRecord;
 use crate::secret::{Credentials, SecretPath, SecretValue};
 use crate::state::{CleanupReport, Leftover};
-use crate::status::Phase;
+use crate::status::{Phase, Stream};
 
 use super::Ports;
 use super::settings::Settings;
@@ -81,7 +81,8 @@ pub(super) async fn remove_leftovers(ports: &Ports, settings: &Settings, record:
     report
 }
 
-/// The last lines of a phase (of one test), for a failure.
+/// The last lines of a phase's (one test's) own output, for a failure: jobforge's `system`
+/// lines (the commands it ran, how they ended) say nothing the failure's message does not.
 pub(super) async fn read_tail(
     ports: &Ports,
     settings: &Settings,
@@ -89,8 +90,13 @@ pub(super) async fn read_tail(
     phase: Phase,
     test: Option<u32>,
 ) -> Vec<String> {
-    match ports.archive.tail(record.id, phase, test, settings.log_tail_lines).await {
-        Ok(lines) => lines.into_iter().map(|l| l.text).collect(),
+    let wanted = settings.log_tail_lines;
+    // System lines come a few per step: reading twice as many and then some leaves enough.
+    match ports.archive.tail(record.id, phase, test, wanted * 2 + 20).await {
+        Ok(lines) => {
+            let own: Vec<String> = lines.into_iter().filter(|l| l.stream != Stream::System).map(|l| l.text).collect();
+            own[own.len().saturating_sub(wanted)..].to_vec()
+        }
         Err(err) => {
             tracing::warn!(error = %err, "could not read the log tail");
             Vec::new()

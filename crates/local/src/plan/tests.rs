@@ -36,6 +36,7 @@ fn places() -> Places {
         work_dir: PathBuf::from("/data/work/JOB"),
         env: BTreeMap::from([("PATH".to_owned(), "/usr/bin".to_owned())]),
         git_ca_bundle: None,
+        data_dir: PathBuf::from("/data"),
     }
 }
 
