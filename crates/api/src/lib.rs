@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use jobforge_core::config::JobSpec;
 use jobforge_core::id::JobId;
 use jobforge_core::logs::LogLine;
-use jobforge_core::record::{Failure, JobRecord, KillRequest, PhaseTimes, TestResult};
+use jobforge_core::record::{Failure, FailureReason, JobRecord, KillRequest, PhaseTimes, TestResult};
 use jobforge_core::state::Leftover;
 use jobforge_core::validate::Problem;
 use jobforge_core::{JobStatus, Phase, Stream, Timestamp};
@@ -289,7 +289,7 @@ impl JobView {
             status: record.status(),
             phase: record.phase(),
             failed_phase: record.failure().map(|f| f.phase),
-            error: record.failure().cloned(),
+            error: record.failure().cloned().or_else(|| killed(record)),
             owner: spec.owner.clone(),
             image_name: spec.image_name.to_string(),
             registry_url: spec.registry_url.to_string(),
@@ -356,6 +356,16 @@ impl JobSummary {
             duration_ms: Durations::of(record).total,
         }
     }
+}
+
+/// A killed job's `error`: the phase it was stopped in, by whom and why, so a caller reading
+/// only `error` learns it was not a failure of its own.
+fn killed(record: &JobRecord) -> Option<Failure> {
+    let request = record.kill().filter(|_| record.status() == JobStatus::Killed)?;
+    let by = request.by.as_deref().map(|by| format!(" by {by}")).unwrap_or_default();
+    let why = request.reason.as_deref().map(|why| format!(": {why}")).unwrap_or_default();
+    let phase = record.phase()?;
+    Some(Failure::new(phase, FailureReason::Killed, format!("killed{by} during {phase}{why}")))
 }
 
 /// The job's config in the seed's flat form. It holds secrets by path only: a webhook's key

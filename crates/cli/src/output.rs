@@ -121,16 +121,7 @@ impl Printer {
 
     fn job_details(&self, job: &JobView) {
         if let Some(error) = &job.error {
-            println!("  {} failed ({}): {}", error.phase, reason(error.reason), error.message);
-            if error.retryable {
-                println!("  (this may pass if resubmitted unchanged)");
-            }
-            if !error.log_tail.is_empty() {
-                println!("  last lines of the {} log:", error.phase);
-                for line in &error.log_tail {
-                    println!("    {line}");
-                }
-            }
+            diagnosis(error);
         }
         if let Some(kill) = &job.kill {
             let by = kill.by.as_deref().unwrap_or("someone");
@@ -182,10 +173,10 @@ impl Printer {
         if self.json {
             self.emit(job);
         } else {
-            println!(
-                "kill accepted for job {} (was {}); it ends as KILLED once its work has stopped",
-                job.job_id, job.status
-            );
+            match job.status.is_terminal() {
+                true => println!("kill accepted: job {} is {}", job.job_id, job.status),
+                false => println!("kill accepted for job {}: it ends as KILLED once its work has stopped", job.job_id),
+            }
         }
     }
 
@@ -297,14 +288,29 @@ fn test_status(status: TestStatus) -> &'static str {
     }
 }
 
-fn reason(reason: jobforge_core::record::FailureReason) -> &'static str {
-    use jobforge_core::record::FailureReason;
-    match reason {
-        FailureReason::ExitCode => "exit code",
-        FailureReason::Timeout => "timeout",
-        FailureReason::Interrupted => "interrupted",
-        FailureReason::Backend => "backend",
-        FailureReason::Registry => "registry",
-        FailureReason::Secret => "secret",
+/// A failure, cause first: where in the Dockerfile, what to do, what the tool said.
+fn diagnosis(error: &jobforge_core::record::Failure) {
+    let at = error.dockerfile.as_ref().map(|d| format!(" at {}:{}", d.path, d.line)).unwrap_or_default();
+    println!("  cause: {}{at}: {}", error.cause, error.message);
+    if let Some(spot) = &error.dockerfile {
+        for (n, line) in (spot.line..).zip(spot.instruction.lines()) {
+            println!("  {n:>5} | {line}");
+        }
+    }
+    if let Some(hint) = &error.hint {
+        println!("  hint: {hint}");
+    }
+    let (title, lines) = match error.excerpt.is_empty() {
+        false => ("what it said", &error.excerpt),
+        true => ("last lines", &error.log_tail),
+    };
+    if !lines.is_empty() {
+        println!("  {title}:");
+        for line in lines {
+            println!("    {line}");
+        }
+    }
+    if error.retryable {
+        println!("  (this may pass if resubmitted unchanged)");
     }
 }

@@ -3,6 +3,8 @@
 
 #[path = "e2e/consul.rs"]
 mod consul;
+#[path = "e2e/diagnosis.rs"]
+mod diagnosis;
 #[path = "e2e/mcp.rs"]
 mod mcp;
 #[path = "e2e/nomad.rs"]
@@ -218,7 +220,7 @@ async fn a_phase_past_its_timeout_fails_with_reason_timeout() {
     assert_eq!(end.failed_phase, Some(Phase::Test));
     let error = end.error.unwrap();
     assert_eq!(error.reason, FailureReason::Timeout);
-    assert!(error.retryable);
+    assert!(!error.retryable, "the same job would time out again");
     assert!(error.message.contains("2s"), "{}", error.message);
     assert_eq!(registry.tags("app").await, Vec::<String>::new());
 }

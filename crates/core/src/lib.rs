@@ -12,10 +12,12 @@
 //! implement the ports; the server and the CLI choose and wire them.
 
 pub mod config;
+pub mod diagnose;
 pub mod duration;
 pub mod engine;
 pub mod error_text;
 pub mod events;
+pub mod failure;
 pub mod id;
 pub mod image;
 pub mod inprocess;

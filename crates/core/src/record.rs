@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::JobSpec;
 use crate::events::JobEvent;
+pub use crate::failure::{Cause, DockerfileSpot, Failure, FailureReason};
 use crate::id::{JobId, RunId, RunKey};
 use crate::image::{Digest, ImageRef};
 use crate::logs::{NewEntry, NewEvent, NewLogLine, Origin};
@@ -291,6 +292,9 @@ pub struct TestResult {
     pub started: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended: Option<Timestamp>,
+    /// A failed test's last lines of its own output.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excerpt: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -302,51 +306,6 @@ pub enum TestStatus {
     Failed,
     /// Stopped by a kill or the phase timeout before it finished.
     Stopped,
-}
-
-/// Why a job failed: a value in the record, not an error of the service.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct Failure {
-    pub phase: Phase,
-    pub reason: FailureReason,
-    pub message: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<i32>,
-    /// Whether resubmitting the same job unchanged may succeed (infrastructure trouble, not
-    /// the caller's repository or commands).
-    pub retryable: bool,
-    /// The last lines of the failing run's log.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub log_tail: Vec<String>,
-}
-
-/// The kind of failure, for callers that branch on it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum FailureReason {
-    /// A process of the phase exited non-zero (the build, a test, a publish copy).
-    ExitCode,
-    /// The phase ran past its timeout and was stopped.
-    Timeout,
-    /// The run vanished while the service was down (its process died without an exit status).
-    Interrupted,
-    /// The backend could not start or follow the run.
-    Backend,
-    /// The registry did not hold what the phase should have pushed.
-    Registry,
-    /// A secret named by the job could not be read.
-    Secret,
-}
-
-impl FailureReason {
-    pub fn is_retryable(self) -> bool {
-        match self {
-            FailureReason::ExitCode | FailureReason::Secret => false,
-            FailureReason::Timeout | FailureReason::Interrupted | FailureReason::Backend | FailureReason::Registry => {
-                true
-            }
-        }
-    }
 }
 
 /// Who stopped a job, and why.

@@ -276,7 +276,7 @@ impl Run {
             RunState::Started => (TestStatus::Running, None),
             RunState::Done { outcome } => test_status(outcome),
         };
-        TestResult { index, command, status, exit_code, started: self.began, ended: self.ended }
+        TestResult { index, command, status, exit_code, started: self.began, ended: self.ended, excerpt: Vec::new() }
     }
 }
 

@@ -15,7 +15,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::io::AsyncWriteExt;
 
-use jobforge_core::config::JobSpec;
+use jobforge_core::config::{JobSpec, RelPath};
+use jobforge_core::diagnose::Checkout;
 use jobforge_core::image::RegistryHost;
 use jobforge_core::logs::RunCursor;
 use jobforge_core::ports::{Backend, BackendError, RunEvents, RunSpec, RunWork, Secrets, Started};
@@ -457,6 +458,12 @@ impl Backend for LocalBackend {
             jobs.extend(runs.map(|run| run.job()));
         }
         Ok(jobs.into_iter().collect())
+    }
+
+    async fn checkout(&self, job: JobId, dockerfile: &RelPath) -> Option<Checkout> {
+        let src = self.work_dir(job).join("src");
+        let dockerfile = dockerfile.clone();
+        tokio::task::spawn_blocking(move || crate::checkout::read(&src, &dockerfile)).await.ok().flatten()
     }
 
     async fn check(&self) -> Result<(), BackendError> {

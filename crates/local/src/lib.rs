@@ -15,6 +15,7 @@
 //! Nothing here builds shell text from user input: every process gets an argument vector.
 
 pub mod backend;
+pub mod checkout;
 pub mod follow;
 pub mod plan;
 pub mod rundir;

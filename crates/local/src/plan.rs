@@ -181,7 +181,8 @@ fn build_steps(
     let (fetch_step, checkout) = if work.git_ref.is_commit() {
         (shallow.or_else(vec![fetch(&["fetch", "--no-tags", "origin"])]), git_ref)
     } else {
-        (shallow, "FETCH_HEAD")
+        // When the ref is not there, the branches the remote does have make the hint.
+        (shallow.explained_by(vec![fetch(&["ls-remote", "--heads", "origin"])]), "FETCH_HEAD")
     };
     let inside = |rel: &jobforge_core::config::RelPath| match rel.as_str() {
         "." => src.clone(),

@@ -77,6 +77,10 @@ pub struct Step {
     /// Run these instead when this step fails (and the run was not stopped).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub or_else: Vec<Step>,
+    /// Run these after this step fails (and the run was not stopped), to explain the failure
+    /// in the log: how they end does not matter, the run fails with this step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub explain: Vec<Step>,
 }
 
 impl Step {
@@ -87,6 +91,7 @@ impl Step {
             secret_env: BTreeMap::new(),
             cwd: None,
             or_else: Vec::new(),
+            explain: Vec::new(),
         }
     }
 
@@ -97,6 +102,7 @@ impl Step {
             secret_env: BTreeMap::new(),
             cwd: None,
             or_else: Vec::new(),
+            explain: Vec::new(),
         }
     }
 
@@ -112,6 +118,11 @@ impl Step {
 
     pub fn or_else(mut self, steps: Vec<Step>) -> Self {
         self.or_else = steps;
+        self
+    }
+
+    pub fn explained_by(mut self, steps: Vec<Step>) -> Self {
+        self.explain = steps;
         self
     }
 }
@@ -326,6 +337,10 @@ impl Shim {
                     continue;
                 }
                 return (fallback, index);
+            }
+            if !step.explain.is_empty() && !self.control.stopping.load(Ordering::SeqCst) {
+                let (_, reached) = self.run_steps(&step.explain, index);
+                index = reached;
             }
             return (outcome, index);
         }

@@ -91,19 +91,45 @@ pub fn fit_lines(mut lines: Vec<LogLine>, keep_last: bool) -> (Vec<LogLine>, boo
     (kept, used > budget)
 }
 
-/// A job view cut to size: its failure's log tail lines, and the tail itself if need be.
+/// A job view cut to size: every quoted line cut to [`MAX_LINE_BYTES`], then, while too big,
+/// the oldest lines dropped: of the log tail first (the excerpt says more), then of the tests'
+/// excerpts, then of the failure's excerpt.
 pub fn fit_view(mut view: JobView) -> JobView {
-    if let Some(error) = view.error.as_mut() {
-        for line in &mut error.log_tail {
-            cut_line(line);
-        }
-        while bytes(&view) > MAX_ANSWER_BYTES && !view.error.as_ref().is_none_or(|e| e.log_tail.is_empty()) {
-            if let Some(error) = view.error.as_mut() {
-                error.log_tail.remove(0);
+    for line in quoted_lines(&mut view) {
+        cut_line(line);
+    }
+    for list in 0..lists_in(&view) {
+        while bytes(&view) > MAX_ANSWER_BYTES {
+            match list_at(&mut view, list) {
+                Some(lines) if !lines.is_empty() => {
+                    lines.remove(0);
+                }
+                _ => break,
             }
         }
     }
     view
+}
+
+/// The lists of quoted lines in a view, in the order they give way: the log tail, each
+/// test's excerpt, the failure's excerpt.
+fn lists_in(view: &JobView) -> usize {
+    2 + view.tests.len()
+}
+
+fn list_at(view: &mut JobView, index: usize) -> Option<&mut Vec<String>> {
+    let tests = view.tests.len();
+    match index {
+        0 => view.error.as_mut().map(|e| &mut e.log_tail),
+        i if i <= tests => view.tests.get_mut(i - 1).map(|t| &mut t.result.excerpt),
+        _ => view.error.as_mut().map(|e| &mut e.excerpt),
+    }
+}
+
+fn quoted_lines(view: &mut JobView) -> impl Iterator<Item = &mut String> {
+    let tests = view.tests.iter_mut().flat_map(|t| t.result.excerpt.iter_mut());
+    let error = view.error.iter_mut().flat_map(|e| e.log_tail.iter_mut().chain(e.excerpt.iter_mut()));
+    error.chain(tests)
 }
 
 /// Events, as many as fit; whether any were dropped (the rest come with `next_after`).
@@ -145,6 +171,31 @@ mod tests {
         let mut short = "fine".to_owned();
         cut_line(&mut short);
         assert_eq!(short, "fine");
+    }
+
+    #[test]
+    fn a_job_view_keeps_its_diagnosis_and_gives_up_the_log_tail_first() {
+        use jobforge_core::record::{Failure, FailureReason, JobRecord};
+        use jobforge_core::state::{CleanupReport, JobState, Outcome};
+        let spec = jobforge_core::validate::job_spec(&serde_json::json!({
+            "repo_url": "https://example.com/r.git", "image_name": "app", "registry_url": "127.0.0.1:5000",
+            "test_commands": ["true"],
+        }))
+        .unwrap();
+        let id = jobforge_core::JobId::new();
+        let temp = format!("127.0.0.1:5000/temp/{id}:latest").parse().unwrap();
+        let mut record = JobRecord::new(id, spec, temp, Timestamp::now());
+        let mut failure = Failure::new(Phase::Build, FailureReason::ExitCode, "build exited with code 1");
+        failure.excerpt = (0..40).map(|n| format!("excerpt {n} {}", "e".repeat(1500))).collect();
+        failure.log_tail = (0..60).map(|n| format!("tail {n} {}", "t".repeat(5000))).collect();
+        record.state = JobState::Ended { outcome: Outcome::Failed { failure }, cleanup: CleanupReport::default() };
+
+        let view = fit_view(JobView::from_record(&record));
+        assert!(bytes(&view) <= MAX_ANSWER_BYTES, "{}", bytes(&view));
+        let error = view.error.unwrap();
+        assert_eq!(error.excerpt.len(), 40, "the excerpt is kept whole");
+        assert!(error.log_tail.len() < 60 && error.log_tail.last().unwrap().starts_with("tail 59 "));
+        assert!(error.log_tail.iter().all(|l| l.len() < MAX_LINE_BYTES + 40));
     }
 
     #[test]

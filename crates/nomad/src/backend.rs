@@ -431,6 +431,9 @@ impl Follower {
             return Ok(());
         }
         let stream = match sequence {
+            // The build and publish scripts' own `==> ` lines are jobforge's, as on the local
+            // backend; a test's output is the caller's alone.
+            Sequence::Stdout if self.task != "test" && text.starts_with("==> ") => Stream::System,
             Sequence::Stdout => Stream::Stdout,
             Sequence::Stderr => Stream::Stderr,
             Sequence::TaskEvent | Sequence::Placement => Stream::System,

@@ -14,7 +14,7 @@ use std::time::Duration;
 use jobforge_core::events::JobEvent;
 use jobforge_core::logs::{Entry, EntryQuery, LogLine, LogQuery, NewEntry, NewEvent, NewLogLine, RunCursor, RunLine};
 use jobforge_core::ports::{Store, StoreError};
-use jobforge_core::record::{Failure, FailureReason, JobRecord, KillRequest, TestResult, TestStatus};
+use jobforge_core::record::{DockerfileSpot, Failure, FailureReason, JobRecord, KillRequest, TestResult, TestStatus};
 use jobforge_core::state::{CleanupReport, JobState, Leftover, Outcome, PhaseRun};
 use jobforge_core::{JobId, JobStatus, Phase, RunId, RunKey, Stream, Timestamp, validate};
 use serde_json::json;
@@ -435,6 +435,7 @@ fn finished_record() -> JobRecord {
             exit_code: Some(0),
             started: Some(at(4_600)),
             ended: Some(at(7_000)),
+            excerpt: Vec::new(),
         },
         TestResult {
             index: 1,
@@ -443,16 +444,16 @@ fn finished_record() -> JobRecord {
             exit_code: Some(2),
             started: Some(at(4_601)),
             ended: Some(at(9_000)),
+            excerpt: vec!["lint: 3 problems".into()],
         },
     ];
-    let failure = Failure {
-        phase: Phase::Test,
-        reason: FailureReason::ExitCode,
-        message: "test 1 (make lint) exited with 2".into(),
-        exit_code: Some(2),
-        retryable: false,
-        log_tail: vec!["lint: 3 problems".into(), "make: *** [lint] Error 2".into()],
-    };
+    let mut failure = Failure::new(Phase::Test, FailureReason::ExitCode, "test 1 (make lint) exited with 2");
+    failure.test = Some(1);
+    failure.exit_code = Some(2);
+    failure.excerpt = vec!["lint: 3 problems".into()];
+    failure.hint = Some("a hint".into());
+    failure.dockerfile = Some(DockerfileSpot { path: "Dockerfile".into(), line: 3, instruction: "RUN make".into() });
+    failure.log_tail = vec!["lint: 3 problems".into(), "make: *** [lint] Error 2".into()];
     let remaining = vec![Leftover { what: "container x".into(), why: "busy".into() }];
     let cleanup = CleanupReport { removed: vec!["temp image".into()], remaining };
     record.state = JobState::Ended { outcome: Outcome::Failed { failure }, cleanup };
@@ -474,16 +475,9 @@ fn with_status(mut record: JobRecord, status: JobStatus, cleaned_up: bool) -> Jo
         }
         JobStatus::Succeeded => Outcome::Succeeded,
         JobStatus::Killed => Outcome::Killed { request: kill() },
-        JobStatus::Failed => Outcome::Failed {
-            failure: Failure {
-                phase: Phase::Build,
-                reason: FailureReason::ExitCode,
-                message: "build exited with code 1".into(),
-                exit_code: Some(1),
-                retryable: false,
-                log_tail: Vec::new(),
-            },
-        },
+        JobStatus::Failed => {
+            Outcome::Failed { failure: Failure::new(Phase::Build, FailureReason::ExitCode, "build exited with code 1") }
+        }
     };
     record.state = if cleaned_up {
         JobState::Ended { outcome, cleanup: CleanupReport::default() }

@@ -2,8 +2,8 @@
 //! fake Nomad from the testkit, which runs the rendered jobs for real (build and publish with
 //! the host's buildah, tests with podman).
 
-use jobforge_core::record::{FailureReason, TestStatus};
-use jobforge_core::{JobStatus, Phase};
+use jobforge_core::record::{Cause, FailureReason, TestStatus};
+use jobforge_core::{JobStatus, Phase, Stream};
 use jobforge_testkit::fake_nomad::{FakeNomad, FakeNomadConfig};
 use jobforge_testkit::git::GitRepo;
 use jobforge_testkit::registry::TestRegistry;
@@ -141,6 +141,33 @@ async fn a_job_nomad_cannot_place_fails_with_nomads_reason() {
     let error = end.error.unwrap();
     assert_eq!(error.reason, FailureReason::Backend);
     assert!(error.message.contains("could not place") && error.message.contains("memory"), "{}", error.message);
+    assert_eq!((error.cause, error.retryable), (Cause::Placement, true));
+    assert!(error.excerpt.iter().any(|l| l.contains("waiting for placement")), "{error:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_failures_on_nomad_are_diagnosed_from_the_task_scripts_output() {
+    let cluster = Cluster::start(&[]).await;
+    let client = cluster.service.client();
+    let repo = repo_with_dockerfile(&format!("{BUSYBOX_BASE}RUN echo about to fail && exit 3\n"));
+    repo.branch("develop");
+    let failing = job(&repo.file_url(), &cluster.registry, "app", &["v1"]);
+    let mut bad_ref = failing.clone();
+    bad_ref["git_ref"] = json!("mian");
+    let failing = client.submit(&failing).await.unwrap().job_id;
+    let bad_ref = client.submit(&bad_ref).await.unwrap().job_id;
+
+    let error = wait_end(&client, failing).await.error.unwrap();
+    assert_eq!(error.cause, Cause::BuildStep, "{error:#?}");
+    assert_eq!(error.excerpt.first().map(String::as_str), Some("about to fail"), "{error:#?}");
+    assert!(error.excerpt.iter().all(|l| !l.starts_with("==> ")), "the script's own lines: {error:#?}");
+
+    let error = wait_end(&client, bad_ref).await.error.unwrap();
+    assert_eq!(error.cause, Cause::Clone, "{error:#?}");
+    assert!(error.hint.as_deref().unwrap_or_default().contains("did you mean `main`?"), "{error:#?}");
+    let logs = all_logs(&client, bad_ref).await;
+    let own: Vec<_> = logs.iter().filter(|l| l.text.starts_with("==> ")).collect();
+    assert!(!own.is_empty() && own.iter().all(|l| l.stream == Stream::System), "{}", texts(&logs));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

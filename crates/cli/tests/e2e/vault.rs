@@ -8,12 +8,14 @@ use std::path::Path;
 
 use assert_cmd::Command;
 use base64::Engine as _;
+use jobforge_core::record::Cause;
 use jobforge_core::{JobStatus, Phase};
 use jobforge_testkit::git::{GitHttpsServer, GitRepo};
 use jobforge_testkit::registry::TestRegistry;
 use jobforge_testkit::vault::TestVault;
 use serde_json::json;
 
+use crate::diagnosis::{Expect, diagnosed};
 use crate::support::*;
 
 /// `jobforge serve` reading secrets from `vault` with its root token.
@@ -184,4 +186,41 @@ async fn ready_reports_vault_and_fails_when_vault_stops() {
     let secrets = body["checks"]["secrets"].as_str().unwrap_or_default();
     assert!(secrets.contains("Vault") && secrets.contains(&vault.address()), "{body}");
     assert_eq!(body["checks"]["store"], "ok", "only the secrets store is down: {body}");
+}
+
+#[tokio::test]
+async fn wrong_or_missing_git_credentials_are_diagnosed_as_auth() {
+    let vault = TestVault::start().await;
+    vault.put("git/wrong", &[("username", "agent"), ("password", "not-the-token-5Rt")]).await;
+    let repo = GitRepo::example();
+    let served = tempfile::tempdir().unwrap();
+    repo.bare_clone_into(served.path(), "private");
+    let git = GitHttpsServer::start(served.path(), "agent", "vault-git-tok-7Qx").await;
+    let registry = TestRegistry::start();
+    let data = tempfile::tempdir().unwrap();
+    let ca = git.ca_pem_path().display().to_string();
+    let service = serve_with_vault(&vault, data.path(), &registry, &["--extra-ca-file", &ca]);
+    let client = service.client();
+
+    let mut wrong = job(&git.url("private.git"), &registry, "app", &["v1"]);
+    wrong["git_credentials_path"] = json!("git/wrong");
+    let none = job(&git.url("private.git"), &registry, "app", &["v1"]);
+    let wrong_id = client.submit(&wrong).await.unwrap().job_id;
+    let none_id = client.submit(&none).await.unwrap().job_id;
+
+    let expect = Expect {
+        cause: Cause::Auth,
+        line: None,
+        excerpt: "Authentication failed",
+        hint: Some("refused the credentials read from git_credentials_path"),
+    };
+    diagnosed(&client, wrong_id, data.path(), expect).await;
+    let expect = Expect {
+        cause: Cause::Auth,
+        line: None,
+        excerpt: "could not read Username",
+        hint: Some("asks for credentials"),
+    };
+    diagnosed(&client, none_id, data.path(), expect).await;
+    assert_nowhere(&service, wrong_id, &wrong, &["not-the-token-5Rt"], &["git/wrong"]).await;
 }

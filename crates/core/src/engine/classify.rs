@@ -8,7 +8,7 @@ use crate::state::RunOutcome;
 use crate::status::Phase;
 
 /// The failure of `phase`, given how each of its runs ended; `None` if every run succeeded.
-/// The failure's `log_tail` is left empty for the driver to fill from the archive.
+/// The cause is a first guess, for the diagnosis to settle from the runs' output.
 pub fn classify(record: &JobRecord, phase: Phase, runs: &[(RunKey, RunOutcome)]) -> Option<(RunKey, Failure)> {
     let failed: Vec<&(RunKey, RunOutcome)> = runs.iter().filter(|(_, outcome)| !outcome.success()).collect();
     let (first_key, first_outcome) = failed.first().copied()?;
@@ -38,7 +38,9 @@ pub fn classify(record: &JobRecord, phase: Phase, runs: &[(RunKey, RunOutcome)])
         ),
         _ => describe(first_key, first_outcome),
     };
-    let failure = Failure { phase, reason, message, exit_code, retryable: reason.is_retryable(), log_tail: Vec::new() };
+    let mut failure = Failure::new(phase, reason, message);
+    failure.exit_code = exit_code;
+    failure.test = first_key.test_index;
     Some((*first_key, failure))
 }
 

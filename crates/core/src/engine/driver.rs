@@ -161,9 +161,9 @@ impl Driver {
             }
             Effect::ResolveDigest => Some(effects::resolve_digest(&self.ports, &self.settings, record).await),
             Effect::CheckPublished => Some(effects::check_published(&self.ports, record).await),
-            Effect::ReadTail { phase, test } => {
-                let lines = effects::read_tail(&self.ports, &self.settings, record, phase, test).await;
-                Some(Event::TailRead { lines })
+            Effect::Diagnose { .. } => {
+                let (diagnosis, tests) = effects::diagnose(&self.ports, &self.settings, record).await;
+                Some(Event::Diagnosed { diagnosis, tests })
             }
             Effect::ReleaseBuildLock => {
                 self.unlock(&record.build_lock()).await;

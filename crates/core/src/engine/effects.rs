@@ -1,15 +1,18 @@
 //! Carrying out the effects that are not about runs: reading the built digest, checking what
-//! publishing left in the registry, removing a finished job's leftovers, reading a failure's
-//! log tail, and reading the secrets a job's logs must mask.
+//! publishing left in the registry, removing a finished job's leftovers, gathering what a
+//! failure's diagnosis reads, and reading the secrets a job's logs must mask.
 //!
 //! Each function does its IO and reports what it found as an [`Event`] (or a value), never
 //! deciding what that means for the job: that is `step`'s part.
 
+use crate::diagnose::{self, Diagnosis, Evidence};
+use crate::failure::Cause;
+use crate::logs::LogLine;
 use crate::mask::Masker;
-use crate::record::JobRecord;
+use crate::record::{JobRecord, TestStatus};
 use crate::secret::{Credentials, SecretPath, SecretValue};
 use crate::state::{CleanupReport, Leftover};
-use crate::status::{Phase, Stream};
+use crate::status::Phase;
 
 use super::Ports;
 use super::settings::Settings;
@@ -81,27 +84,52 @@ pub(super) async fn remove_leftovers(ports: &Ports, settings: &Settings, record:
     report
 }
 
-/// The last lines of a phase's (one test's) own output, for a failure: jobforge's `system`
-/// lines (the commands it ran, how they ended) say nothing the failure's message does not.
-pub(super) async fn read_tail(
+/// How many of a failed build's (test's) lines the diagnosis reads, from the end.
+const DIAGNOSED_LINES: usize = 4000;
+/// Failed tests beyond this many get no excerpt of their own (the record stays small).
+const EXCERPTED_TESTS: usize = 20;
+
+/// What the failure of the ending job means: the failing run's lines and, for a build, the
+/// checkout, read before cleanup removes them; and the excerpt of every failed test.
+pub(super) async fn diagnose(
     ports: &Ports,
     settings: &Settings,
     record: &JobRecord,
-    phase: Phase,
-    test: Option<u32>,
-) -> Vec<String> {
-    let wanted = settings.log_tail_lines;
-    // System lines come a few per step: reading twice as many and then some leaves enough.
-    match ports.archive.tail(record.id, phase, test, wanted * 2 + 20).await {
-        Ok(lines) => {
-            let own: Vec<String> = lines.into_iter().filter(|l| l.stream != Stream::System).map(|l| l.text).collect();
-            own[own.len().saturating_sub(wanted)..].to_vec()
-        }
-        Err(err) => {
-            tracing::warn!(error = %err, "could not read the log tail");
-            Vec::new()
-        }
+) -> (Diagnosis, Vec<(u32, Vec<String>)>) {
+    let Some(failure) = record.failure() else {
+        return (Diagnosis::new(Cause::Infrastructure), Vec::new());
+    };
+    let lines = read_lines(ports, record, failure.phase, failure.test, DIAGNOSED_LINES).await;
+    let checkout = match failure.phase {
+        Phase::Build => ports.backend.checkout(record.id, &record.spec.dockerfile_path).await,
+        Phase::Test | Phase::Publish => None,
+    };
+    let spec = &record.spec;
+    let evidence = Evidence {
+        failure,
+        lines: &lines,
+        checkout: checkout.as_ref(),
+        dockerfile_path: spec.dockerfile_path.as_str(),
+        context: spec.context.as_str(),
+        git_credentials: spec.git_credentials_path.is_some(),
+        registry_credentials: spec.registry_credentials_path.is_some(),
+        tail_lines: settings.log_tail_lines,
+    };
+    let diagnosis = diagnose::diagnose(&evidence);
+    tracing::info!(cause = %diagnosis.cause, retryable = diagnosis.retryable, "diagnosed the failure");
+    let mut tests = Vec::new();
+    for test in record.tests.iter().filter(|t| t.status == TestStatus::Failed).take(EXCERPTED_TESTS) {
+        let lines = read_lines(ports, record, Phase::Test, Some(test.index), diagnose::EXCERPT_LINES * 2).await;
+        tests.push((test.index, diagnose::test_excerpt(&lines)));
     }
+    (diagnosis, tests)
+}
+
+async fn read_lines(ports: &Ports, record: &JobRecord, phase: Phase, test: Option<u32>, n: usize) -> Vec<LogLine> {
+    ports.archive.tail(record.id, phase, test, n).await.unwrap_or_else(|err| {
+        tracing::warn!(error = %err, "could not read the failing run's lines");
+        Vec::new()
+    })
 }
 
 /// The masker for the job's secrets. A secret that cannot be read fails the job: its value

@@ -8,16 +8,17 @@
 //!  Resumed, Queued, Admitted ──▶ Waiting{queue_position} ──────────▶ Admit, Persist, Journal
 //!  RunStarted/Began/Exited,  ──▶ Running{phase, runs, stop} ──────▶ StartRun, FollowRun,
 //!  RunVanished, Tick, Kill         │ all runs done                     StopRuns, ResolveDigest,
-//!  DigestResolved, Published ──▶ Ending{outcome} (after ReadTail) ──▶ CheckPublished, ReadTail,
-//!  TailRead, CleanedUp       ──▶ Ended{outcome, cleanup} ──────────▶ Cleanup, Finish
+//!  DigestResolved, Published ──▶ Ending{outcome} (after Diagnose) ──▶ CheckPublished, Diagnose,
+//!  Diagnosed, CleanedUp      ──▶ Ended{outcome, cleanup} ──────────▶ Cleanup, Finish
 //!  Journaled, Lost           ──▶ (outbox archived / driver leaves)  ──▶ AnswerKill, Leave
 //! ```
 //!
 //! Rules the table tests hold this to: every change a reader can see is persisted before the
 //! effect it announces (`Persist` comes first), then journaled; nothing is started once a stop
 //! is under way; a run's exit while stopping counts as stopped; a failure is persisted with
-//! its log tail, read first.
+//! its diagnosis, made first.
 
+use crate::diagnose::Diagnosis;
 use crate::events::JobEvent;
 use crate::id::RunKey;
 use crate::image::{Digest, ImageRef};
@@ -87,8 +88,11 @@ pub enum Event {
         confirmed: Vec<ImageRef>,
         problem: Option<String>,
     },
-    TailRead {
-        lines: Vec<String>,
+    /// What the failure means, read from the failing runs' output; each other failed test's
+    /// excerpt.
+    Diagnosed {
+        diagnosis: Diagnosis,
+        tests: Vec<(u32, Vec<String>)>,
     },
     CleanedUp {
         report: CleanupReport,
@@ -119,8 +123,9 @@ pub enum Effect {
     StopRuns(Vec<RunKey>),
     ResolveDigest,
     CheckPublished,
-    /// Read the last lines of a phase (of one test) for a failure.
-    ReadTail {
+    /// Read the failing run's output (one test's) and the checkout, and say what the failure
+    /// means, reporting `Diagnosed`.
+    Diagnose {
         phase: Phase,
         test: Option<u32>,
     },
@@ -205,7 +210,7 @@ impl Step<'_> {
             Event::SecretsUnreadable { message } => self.secrets_unreadable(message),
             Event::DigestResolved { digest } => self.digest_resolved(digest),
             Event::PublishChecked { confirmed, problem } => self.publish_checked(confirmed, problem),
-            Event::TailRead { lines } => self.tail_read(lines),
+            Event::Diagnosed { diagnosis, tests } => self.diagnosed(diagnosis, tests),
             Event::CleanedUp { report } => self.cleaned_up(report),
             Event::CleanupAsked => self.cleanup_asked(),
             Event::Journaled { upto } => self.journaled(upto),
@@ -294,7 +299,7 @@ fn open_runs(job: crate::id::JobId, run: &PhaseRun) -> Vec<RunKey> {
 }
 
 fn failure(phase: Phase, reason: FailureReason, message: String) -> Failure {
-    Failure { phase, reason, message, exit_code: None, retryable: reason.is_retryable(), log_tail: Vec::new() }
+    Failure::new(phase, reason, message)
 }
 
 /// `kill requested by <who>: <why>`, as the job's log says it.

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 
 use crate::config::{Constraint, EnvName, GitRef, JobSpec, RelPath, RepoUrl, Resources, TestCase, VaultSecret};
+use crate::diagnose::Checkout;
 use crate::id::{JobId, RunId};
 use crate::image::ImageRef;
 use crate::logs::{RunCursor, RunLine};
@@ -183,4 +184,12 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Whether the backend can run work now (tools present, cluster reachable).
     async fn check(&self) -> Result<(), BackendError>;
+
+    /// What the job's checkout holds (the committed Dockerfile at `dockerfile`, the
+    /// repository's file names), for the diagnosis of a failed build; called before
+    /// `cleanup`. `None` where the backend cannot look (it is only a better hint).
+    async fn checkout(&self, job: JobId, dockerfile: &RelPath) -> Option<Checkout> {
+        let _ = (job, dockerfile);
+        None
+    }
 }

@@ -5,6 +5,9 @@
 # JF_TLS_VERIFY JF_NO_CACHE JF_BUILD_ARG_<NAME>; from templates: JF_GIT_USERNAME
 # JF_GIT_PASSWORD JF_REGISTRY_USERNAME JF_REGISTRY_PASSWORD.
 set -eu
+# One stream keeps the order: Nomad ships stdout and stderr apart, and a diagnosis reads the
+# tool's error after the step that printed it.
+exec 2>&1
 say() { printf '==> %s\n' "$*"; }
 src="$NOMAD_TASK_DIR/src"
 rm -rf "$src"
@@ -17,7 +20,12 @@ if [ -n "${JF_GIT_USERNAME:-}" ]; then
 fi
 say "fetching $JF_GIT_REF from $JF_REPO_URL"
 if ! git fetch --depth 1 --no-tags origin "$JF_GIT_REF"; then
-    [ "$JF_GIT_REF_IS_COMMIT" = true ] || exit 1
+    if [ "$JF_GIT_REF_IS_COMMIT" != true ]; then
+        # When the ref is not there, the branches the remote does have make the hint.
+        say "branches of the remote"
+        git ls-remote --heads origin || true
+        exit 1
+    fi
     say "the server refused a shallow fetch of a commit; fetching everything"
     git fetch --no-tags origin
 fi

@@ -5,6 +5,9 @@
 # (space-separated references) JF_TARGET_REGISTRY JF_TARGET_TLS_VERIFY; from templates:
 # JF_SOURCE_USERNAME JF_SOURCE_PASSWORD JF_TARGET_USERNAME JF_TARGET_PASSWORD.
 set -eu
+# One stream keeps the order: Nomad ships stdout and stderr apart, and a diagnosis reads the
+# tool's error after the step that printed it.
+exec 2>&1
 say() { printf '==> %s\n' "$*"; }
 auth="$NOMAD_SECRETS_DIR/auth.json"
 login() {

@@ -1,6 +1,7 @@
 //! `step`'s transitions while a phase runs: entering a phase, its runs starting, beginning and
 //! ending, what all of them ending means (pass, fail, follow-up checks), and the end of the job.
 
+use crate::diagnose::Diagnosis;
 use crate::events::{JobEvent, PhaseResult};
 use crate::id::RunKey;
 use crate::image::{Digest, ImageRef};
@@ -149,17 +150,22 @@ impl Step<'_> {
         matches!(&self.record.state, JobState::Running(run) if run.phase == phase && run.all_done())
     }
 
-    /// Decide the failure, then read the tail it carries before anything is persisted.
+    /// Decide the failure, then diagnose it before anything is persisted.
     pub(super) fn fail(&mut self, failure: Failure, test: Option<u32>) -> Effects {
         let phase = failure.phase;
         self.end(Outcome::Failed { failure });
-        vec![Effect::ReadTail { phase, test }]
+        vec![Effect::Diagnose { phase, test }]
     }
 
-    pub(super) fn tail_read(&mut self, lines: Vec<String>) -> Effects {
+    pub(super) fn diagnosed(&mut self, diagnosis: Diagnosis, tests: Vec<(u32, Vec<String>)>) -> Effects {
         match &mut self.record.state {
             JobState::Ending { outcome: Outcome::Failed { failure } } => {
-                failure.log_tail = lines;
+                diagnosis.apply(failure);
+                for (index, excerpt) in tests {
+                    if let Some(test) = self.record.tests.iter_mut().find(|t| t.index == index) {
+                        test.excerpt = excerpt;
+                    }
+                }
                 vec![Effect::Persist, Effect::Journal, Effect::ReleaseBuildLock, Effect::Cleanup]
             }
             JobState::Waiting { .. } | JobState::Running(_) | JobState::Ending { .. } | JobState::Ended { .. } => {

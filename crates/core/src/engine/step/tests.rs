@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use serde_json::json;
 
 use super::*;
+use crate::failure::Cause;
 use crate::id::JobId;
 use crate::logs::NewEntry;
 use crate::record::TestStatus;
@@ -120,9 +121,9 @@ impl Scenario {
             Effect::StopRuns(keys) => format!("stop [{}]", keys.iter().map(run).collect::<Vec<_>>().join(" ")),
             Effect::ResolveDigest => "resolve digest".into(),
             Effect::CheckPublished => "check published".into(),
-            Effect::ReadTail { phase, test } => match test {
-                Some(i) => format!("tail test{i}"),
-                None => format!("tail {phase}"),
+            Effect::Diagnose { phase, test } => match test {
+                Some(i) => format!("diagnose test{i}"),
+                None => format!("diagnose {phase}"),
             },
             Effect::ReleaseBuildLock => "release build lock".into(),
             Effect::Cleanup => "cleanup".into(),
@@ -290,24 +291,55 @@ fn a_job_without_tests_goes_from_build_to_publish() {
 }
 
 #[test]
-fn failures_read_their_tail_before_anything_is_persisted() {
+fn failures_are_diagnosed_before_anything_is_persisted() {
     let mut s = building(&["make test"]);
     let exit = exited(&s, "build", 2);
     s.check(vec![
-        (exit, "tail build"),
-        (Event::TailRead { lines: vec!["step 3 failed".into()] }, "persist, journal, release build lock, cleanup"),
+        (exit, "diagnose build"),
+        (diagnosed(Cause::Dockerfile, &["step 3 failed"]), "persist, journal, release build lock, cleanup"),
     ]);
     assert_eq!(s.state(), "ending failed(ExitCode: build exited with code 2)");
     let failure = s.record.failure().unwrap();
     assert_eq!((failure.exit_code, failure.log_tail.clone()), (Some(2), vec!["step 3 failed".to_owned()]));
+    assert_eq!((failure.cause, failure.excerpt.clone()), (Cause::Dockerfile, vec!["step 3 failed".to_owned()]));
     assert!(!failure.retryable);
+}
+
+#[test]
+fn each_failed_test_gets_its_excerpt() {
+    let mut s = testing(&["a", "b"]);
+    let (t0, t1) = (exited(&s, "test0", 1), exited(&s, "test1", 2));
+    s.check(vec![(t0, "persist, journal"), (t1, "diagnose test0")]);
+    let event = Event::Diagnosed {
+        diagnosis: diagnosis(Cause::TestFailed, &["a failed"]),
+        tests: vec![(0, vec!["a failed".into()]), (1, vec!["b failed".into()])],
+    };
+    s.check(vec![(event, "persist, journal, release build lock, cleanup")]);
+    let excerpts: Vec<Vec<String>> = s.record.tests.iter().map(|t| t.excerpt.clone()).collect();
+    assert_eq!(excerpts, vec![vec!["a failed".to_owned()], vec!["b failed".to_owned()]]);
+}
+
+fn diagnosis(cause: Cause, lines: &[&str]) -> crate::diagnose::Diagnosis {
+    let lines: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+    crate::diagnose::Diagnosis {
+        cause,
+        retryable: false,
+        dockerfile: None,
+        excerpt: lines.clone(),
+        hint: None,
+        log_tail: lines,
+    }
+}
+
+fn diagnosed(cause: Cause, lines: &[&str]) -> Event {
+    Event::Diagnosed { diagnosis: diagnosis(cause, lines), tests: Vec::new() }
 }
 
 #[test]
 fn a_failed_test_lets_the_others_finish_and_names_itself() {
     let mut s = testing(&["true", "exit 3"]);
     let (t1, t0) = (exited(&s, "test1", 3), exited(&s, "test0", 0));
-    s.check(vec![(t1, "persist, journal"), (t0, "tail test1")]);
+    s.check(vec![(t1, "persist, journal"), (t0, "diagnose test1")]);
     assert_eq!(s.state(), "ending failed(ExitCode: test_commands[1] (`exit 3`) exited with code 3)");
     let statuses: Vec<_> = s.record.tests.iter().map(|t| (t.status, t.exit_code)).collect();
     assert_eq!(statuses, [(TestStatus::Passed, Some(0)), (TestStatus::Failed, Some(3))]);
@@ -318,14 +350,14 @@ fn a_failed_test_lets_the_others_finish_and_names_itself() {
 fn runs_that_never_start_or_vanish_fail_the_phase() {
     let mut s = building(&[]);
     let build = s.key("build");
-    s.check(vec![(Event::RunVanished { run: build, message: "node lost".into() }, "tail build")]);
+    s.check(vec![(Event::RunVanished { run: build, message: "node lost".into() }, "diagnose build")]);
     assert_eq!(s.state(), "ending failed(Interrupted: build was interrupted: node lost)");
     assert!(s.record.failure().unwrap().retryable);
 
     let mut s = Scenario::new(&[]);
     s.check(vec![(Event::Resumed, "admit"), (Event::Admitted, "persist, journal, start build")]);
     let build = s.key("build");
-    s.check(vec![(Event::RunNotStarted { run: build, message: "no buildah".into() }, "tail build")]);
+    s.check(vec![(Event::RunNotStarted { run: build, message: "no buildah".into() }, "diagnose build")]);
     assert_eq!(s.state(), "ending failed(Backend: build could not start: no buildah)");
 }
 
@@ -383,8 +415,8 @@ fn kills_after_the_end_are_refused_and_repeated_kills_answered() {
     let mut s = building(&[]);
     let exit = exited(&s, "build", 1);
     s.check(vec![
-        (exit, "tail build"),
-        (Event::TailRead { lines: vec![] }, "persist, journal, release build lock, cleanup"),
+        (exit, "diagnose build"),
+        (diagnosed(Cause::BuildStep, &[]), "persist, journal, release build lock, cleanup"),
         (kill("late"), "answer finished FAILED"),
     ]);
 }
@@ -399,7 +431,7 @@ fn a_phase_past_its_timeout_is_stopped_then_failed() {
     assert_eq!(s.at(past, Event::Tick), "persist, journal, stop [test0]");
     assert_eq!(s.state(), "running test [started] stopping(timeout)");
     let exit = exited(&s, "test0", 143);
-    s.check(vec![(exit, "tail test")]);
+    s.check(vec![(exit, "diagnose test")]);
     assert_eq!(s.state(), "ending failed(Timeout: test did not finish within its timeout of 10m)");
     assert!(s.journal.contains("line test: test exceeded its timeout of 10m; stopping it"), "{}", s.journal);
 }
@@ -445,7 +477,7 @@ fn registry_trouble_after_a_phase_fails_the_job_as_retryable() {
     let mut s = building(&[]);
     let exit = exited(&s, "build", 0);
     s.on(exit);
-    s.check(vec![(Event::DigestResolved { digest: Err("registry down".into()) }, "tail build")]);
+    s.check(vec![(Event::DigestResolved { digest: Err("registry down".into()) }, "diagnose build")]);
     assert_eq!(s.state(), "ending failed(Registry: registry down)");
     assert!(s.record.failure().unwrap().retryable);
 
@@ -454,7 +486,7 @@ fn registry_trouble_after_a_phase_fails_the_job_as_retryable() {
     s.check(vec![
         (publish, "follow publish"),
         (exit, "persist, journal, check published"),
-        (Event::PublishChecked { confirmed: vec![], problem: Some("v1 is missing".into()) }, "tail publish"),
+        (Event::PublishChecked { confirmed: vec![], problem: Some("v1 is missing".into()) }, "diagnose publish"),
     ]);
     assert_eq!(s.state(), "ending failed(Registry: v1 is missing)");
 }
@@ -462,7 +494,7 @@ fn registry_trouble_after_a_phase_fails_the_job_as_retryable() {
 #[test]
 fn unreadable_secrets_stop_the_runs_and_fail_the_job() {
     let mut s = building(&[]);
-    s.check(vec![(Event::SecretsUnreadable { message: "vault sealed".into() }, "stop [build], tail build")]);
+    s.check(vec![(Event::SecretsUnreadable { message: "vault sealed".into() }, "stop [build], diagnose build")]);
     assert_eq!(s.state(), "ending failed(Secret: vault sealed)");
     assert!(s.record.failure().unwrap().retryable);
 }

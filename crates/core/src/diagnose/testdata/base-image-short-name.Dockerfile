@@ -1,0 +1,2 @@
+FROM nosuchimage:1.0
+RUN true
