@@ -23,6 +23,7 @@ use jobforge_core::engine::Engine;
 use crate::service::Service;
 
 pub use error::ApiError;
+pub(crate) use jobs::read_body;
 
 /// How the service describes itself in `/health`.
 #[derive(Clone, Debug)]
@@ -78,6 +79,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/config", get(status::config))
         .route("/health", get(status::health))
         .route("/ready", get(status::ready))
+        .merge(crate::compat::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         // Bodies are read and limited by the handlers themselves, so an oversized body gets

@@ -4,6 +4,7 @@
 //! This is the only crate that knows HTTP. It owns no job logic: every request becomes a call
 //! on `jobforge_core::engine::Engine`.
 
+pub mod compat;
 pub mod config;
 pub mod http;
 pub mod service;
