@@ -55,14 +55,17 @@ async fn follow_task(
     let mut began = false;
 
     loop {
-        // The shim writes its pid first thing, before any line: its time is when the run began.
+        // Lines first, then the pid file: the shim writes its pid before any line, so once a
+        // line is read the beginning is known and goes out ahead of it. (Looking at the pid
+        // first could miss a run that began and printed between the two looks.)
+        let lines = log.read_available().map_err(io_err("reading the log"))?;
         if !began && let Some(at) = began_at(run) {
             began = true;
             if tx.send(Ok(RunEvent::Began { at })).await.is_err() {
                 return Ok(());
             }
         }
-        for line in log.read_available().map_err(io_err("reading the log"))? {
+        for line in lines {
             if tx.send(Ok(RunEvent::Line(line))).await.is_err() {
                 return Ok(());
             }

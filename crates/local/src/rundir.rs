@@ -161,6 +161,12 @@ impl RunDir {
         read_json(&self.step_path())
     }
 
+    /// Renamed into place, so its modification time (when the run began) is set once: a
+    /// reader between a plain write's create and write would see another time than later ones.
+    pub fn write_pid(&self, pid: u32) -> io::Result<()> {
+        write_atomic(&self.pid_path(), pid.to_string().as_bytes())
+    }
+
     pub fn read_pid(&self) -> io::Result<Option<i32>> {
         match fs::read_to_string(self.pid_path()) {
             Ok(text) => Ok(text.trim().parse().ok()),

@@ -225,7 +225,7 @@ fn run(dir: &Path) -> io::Result<()> {
     io::stdin().read_to_end(&mut input)?;
     let spec: ShimSpec = serde_json::from_slice(&input).map_err(io::Error::other)?;
     drop(input);
-    fs::write(run.pid_path(), std::process::id().to_string())?;
+    run.write_pid(std::process::id())?;
 
     let control = Arc::new(Control::default());
     watch_signals(control.clone())?;
