@@ -43,9 +43,9 @@ log() {
 }
 
 # Debian packages: the container tools (catatonit is podman's --init), the registry, a static
-# busybox for FROM-scratch images, git, htpasswd (apache2-utils) for the tests' registry, and pip
-# for OpenBao.
-APT_PACKAGES=(buildah podman runc catatonit skopeo docker-registry busybox-static git apache2-utils ca-certificates curl python3-pip)
+# busybox for FROM-scratch images, git, htpasswd (apache2-utils) for the tests' registry, pip
+# for OpenBao, and `script` (bsdutils) to run the CLI on a terminal in the tests.
+APT_PACKAGES=(buildah podman runc catatonit skopeo docker-registry busybox-static git apache2-utils ca-certificates curl python3-pip bsdutils)
 
 install_packages() {
     local missing=()

@@ -28,26 +28,51 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The original CLI's single-dash `-global FILE` (and `-global=FILE`), as `--global`.
+pub fn original_spellings(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    args.into_iter()
+        .map(|arg| match arg.to_str() {
+            Some("-global") => "--global".into(),
+            Some(text) if text.starts_with("-global=") => format!("-{text}").into(),
+            _ => arg,
+        })
+        .collect()
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the service.
     Serve(Box<ServeArgs>),
 
-    /// Submit a job (YAML or JSON file, `-` for stdin).
+    /// Submit a job: a YAML or JSON file, `-` or nothing for stdin, or the YAML itself.
+    #[command(alias = "submit-job")]
     Submit {
-        /// The job config.
-        file: PathBuf,
-        /// Follow the job to its end: phases, logs, and the result. Exits 0 only on SUCCEEDED.
+        /// The job config: a file, `-` for stdin, or inline YAML (`'image_name: app ...'`).
+        config: Option<String>,
+        /// A config the job's own is merged onto: maps key by key, lists and values replaced
+        /// (an explicit `false` wins over `true`). `-global FILE` works too.
+        #[arg(long, value_name = "FILE")]
+        global: Option<PathBuf>,
+        /// More tags to publish under, added to the config's `image_tags`: `--image-tags v1,latest`.
+        #[arg(long, value_delimiter = ',', value_name = "TAGS")]
+        image_tags: Vec<String>,
+        /// Follow the job to its end: phases, tests, logs, and why it failed. Exits 0 only on
+        /// SUCCEEDED.
         #[arg(long, short)]
         watch: bool,
     },
 
     /// Show a job's status.
+    #[command(alias = "get-status")]
     Status { id: JobId },
 
     /// Show a job's logs.
+    #[command(alias = "get-logs")]
     Logs {
         id: JobId,
+        /// Only this phase (also accepted after the id, as `get-logs <id> build`).
+        #[arg(value_parser = parse_phase, value_name = "PHASE")]
+        phase_after_id: Option<Phase>,
         /// Only this phase.
         #[arg(long, value_parser = parse_phase)]
         phase: Option<Phase>,
@@ -60,6 +85,7 @@ pub enum Command {
     },
 
     /// Stop a job: running work is stopped, nothing more starts, nothing is published.
+    #[command(alias = "kill-job")]
     Kill {
         id: JobId,
         /// Why, for the record.
@@ -74,11 +100,17 @@ pub enum Command {
     RemoveZombies,
 
     /// List jobs, newest first.
+    #[command(alias = "get-history")]
     History {
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
-        #[arg(long, default_value_t = 0)]
-        offset: usize,
+        /// How many (also accepted as the first argument, as `get-history 10 0`).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// How many to skip first.
+        #[arg(long)]
+        offset: Option<usize>,
+        /// `[LIMIT] [OFFSET]`, as the original CLI took them.
+        #[arg(num_args = 0..=2, value_name = "LIMIT OFFSET")]
+        page: Vec<usize>,
     },
 
     /// Check that the service answers, and whether it is ready.
@@ -95,6 +127,15 @@ pub enum Command {
     /// Manage the secrets of the embedded secrets store (the service reads them by path).
     #[command(subcommand)]
     Secret(SecretCommand),
+
+    /// Print a shell completion script: `jobforge completions bash > /etc/bash_completion.d/jobforge`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+
+    /// Print the manual page (roff): `jobforge man | man -l -`.
+    Man,
 
     /// Supervise one run (started by the service itself).
     #[command(hide = true)]

@@ -5,6 +5,8 @@
 
 mod args;
 mod exit;
+mod jobfile;
+mod live;
 mod output;
 mod run;
 mod serve;
@@ -12,7 +14,7 @@ mod serve;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    let args = args::Cli::parse();
+    let args = args::Cli::parse_from(args::original_spellings(std::env::args_os()));
     // The shim is this same binary; it must not start a runtime or logging of its own.
     if let args::Command::Shim { run_dir } = &args.command {
         let code = jobforge_local::shim::main(std::slice::from_ref(run_dir));

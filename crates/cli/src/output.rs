@@ -47,15 +47,11 @@ impl Printer {
             self.emit(&serde_json::json!({ "event": "log", "line": line }));
             return;
         }
-        let source = match line.test {
-            Some(i) => format!("{} {i}", line.phase),
-            None => line.phase.to_string(),
-        };
-        // jobforge's own lines (the command about to run, why a phase stopped) stand out.
-        match line.stream {
-            Stream::System => println!("[{source}] {}", line.text),
-            Stream::Stdout | Stream::Stderr => println!("[{source}]   {}", line.text),
-        }
+        println!("{}", line_text(line));
+    }
+
+    pub fn is_json(&self) -> bool {
+        self.json
     }
 
     /// A job event: every one as a JSON line for scripts; for people, the test endings (the
@@ -266,7 +262,20 @@ fn end_of(t: &PhaseTimes, phase: Phase) -> Option<Timestamp> {
     t.end(phase)
 }
 
-fn seconds(d: std::time::Duration) -> String {
+/// A log line for people: `[build] ...`, `[test 1] ...`; jobforge's own lines (the command
+/// about to run, why a phase stopped) stand out from the tools' indented output.
+pub(crate) fn line_text(line: &LogLine) -> String {
+    let source = match line.test {
+        Some(i) => format!("{} {i}", line.phase),
+        None => line.phase.to_string(),
+    };
+    match line.stream {
+        Stream::System => format!("[{source}] {}", line.text),
+        Stream::Stdout | Stream::Stderr => format!("[{source}]   {}", line.text),
+    }
+}
+
+pub(crate) fn seconds(d: std::time::Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
 
@@ -278,7 +287,7 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn test_status(status: TestStatus) -> &'static str {
+pub(crate) fn test_status(status: TestStatus) -> &'static str {
     match status {
         TestStatus::Pending => "pending",
         TestStatus::Running => "running",

@@ -2,7 +2,7 @@
 //! people or, with `--json`, for scripts.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::IsTerminal;
 
 use anyhow::Context;
 use futures::StreamExt;
@@ -13,6 +13,8 @@ use jobforge_local::FileSecrets;
 
 use crate::args::{Cli, Command, SecretCommand};
 use crate::exit::{Exit, UsageError};
+use crate::jobfile::{self, Source};
+use crate::live::Live;
 use crate::output::Printer;
 
 pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
@@ -20,13 +22,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
     let client = || Client::new(&cli.url).map_err(anyhow::Error::from);
     match cli.command {
         Command::Serve(args) => crate::serve::serve(*args).await,
-        Command::Submit { file, watch } => submit(&client()?, &printer, &file, watch).await,
+        Command::Submit { config, global, image_tags, watch } => {
+            let source = Source::of(config.as_deref())?;
+            let job = jobfile::load(&source, global.as_deref(), &image_tags)?;
+            submit(&client()?, &printer, &job, watch).await
+        }
         Command::Status { id } => {
             let job = client()?.job(id).await?;
             printer.job(&job);
             Ok(Exit::Ok)
         }
-        Command::Logs { id, phase, follow, after } => logs(&client()?, &printer, id, phase, follow, after).await,
+        Command::Logs { id, phase_after_id, phase, follow, after } => {
+            logs(&client()?, &printer, id, phase.or(phase_after_id), follow, after).await
+        }
         Command::Kill { id, reason } => {
             let by = format!("{} via jobforge CLI", whoami());
             let job = client()?.kill(id, Some(&by), reason.as_deref()).await?;
@@ -43,7 +51,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
             printer.zombies(&removed.removed);
             Ok(Exit::Ok)
         }
-        Command::History { limit, offset } => {
+        Command::History { limit, offset, page } => {
+            let limit = limit.or(page.first().copied()).unwrap_or(20);
+            let offset = offset.or(page.get(1).copied()).unwrap_or(0);
             let history = client()?.history(limit, offset).await?;
             printer.history(&history);
             Ok(Exit::Ok)
@@ -63,13 +73,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         }
         Command::Secret(command) => secret(&printer, command),
         Command::Render(args) => crate::serve::render(*args),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "jobforge", &mut std::io::stdout());
+            Ok(Exit::Ok)
+        }
+        Command::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(command).render(&mut std::io::stdout()).context("writing the manual page")?;
+            Ok(Exit::Ok)
+        }
         Command::Shim { .. } => unreachable!("handled before the runtime starts"),
     }
 }
 
-async fn submit(client: &Client, printer: &Printer, file: &std::path::Path, watch: bool) -> anyhow::Result<Exit> {
-    let config = read_job_file(file)?;
-    let submitted = client.submit(&config).await?;
+async fn submit(client: &Client, printer: &Printer, config: &serde_json::Value, watch: bool) -> anyhow::Result<Exit> {
+    let submitted = client.submit(config).await?;
     printer.submitted(&submitted);
     if !watch {
         return Ok(Exit::Ok);
@@ -77,8 +96,12 @@ async fn submit(client: &Client, printer: &Printer, file: &std::path::Path, watc
     watch_job(client, printer, submitted.job_id).await
 }
 
-/// Follow a job to its end, printing phases as they start and end, and every log line.
+/// Follow a job to its end, printing phases as they start and end, and every log line: on a
+/// terminal with a line per phase, elsewhere as plain lines.
 async fn watch_job(client: &Client, printer: &Printer, id: JobId) -> anyhow::Result<Exit> {
+    if !printer.is_json() && std::io::stdout().is_terminal() {
+        return watch_live(client, printer, id).await;
+    }
     let mut events = client.follow(id, 0, None);
     let mut last: Option<JobView> = None;
     while let Some(event) = events.next().await {
@@ -98,6 +121,35 @@ async fn watch_job(client: &Client, printer: &Printer, id: JobId) -> anyhow::Res
     }
     // The stream ended without `end`: report what the service says now.
     let job = client.job(id).await?;
+    printer.finished(&job);
+    Ok(outcome(&job))
+}
+
+async fn watch_live(client: &Client, printer: &Printer, id: JobId) -> anyhow::Result<Exit> {
+    let mut live = Live::new();
+    let mut events = client.follow(id, 0, None);
+    let mut end = None;
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(Event::Status(job)) => live.status(&job),
+            Ok(Event::Log(line)) => live.line(&line),
+            Ok(Event::Job(_)) => {}
+            Ok(Event::End(job)) => {
+                live.status(&job);
+                end = Some(job);
+                break;
+            }
+            Err(err) => {
+                live.finish();
+                return Err(err.into());
+            }
+        }
+    }
+    live.finish();
+    let job = match end {
+        Some(job) => job,
+        None => client.job(id).await?,
+    };
     printer.finished(&job);
     Ok(outcome(&job))
 }
@@ -143,21 +195,10 @@ async fn logs(
 }
 
 /// The job file as JSON: YAML (a superset of JSON) from a file or stdin.
+/// A job config from a file (`-` for stdin), for `render`.
 pub fn read_job_file(path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
-    let text = if path.as_os_str() == "-" {
-        let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).context("cannot read the job from stdin")?;
-        text
-    } else {
-        std::fs::read_to_string(path)
-            .map_err(|e| UsageError(format!("cannot read job file {}: {e}", path.display())))?
-    };
-    let value: serde_json::Value = serde_saphyr::from_str(&text)
-        .map_err(|e| UsageError(format!("job file {} is not valid YAML or JSON: {e}", path.display())))?;
-    if !value.is_object() {
-        return Err(UsageError(format!("job file {} must hold a mapping of job fields", path.display())).into());
-    }
-    Ok(value)
+    let text = path.display().to_string();
+    Ok(jobfile::load(&Source::of(Some(&text))?, None, &[])?)
 }
 
 fn secret(printer: &Printer, command: SecretCommand) -> anyhow::Result<Exit> {
