@@ -9,7 +9,10 @@
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
+use std::sync::Arc;
+
 use jobforge_core::JobId;
+use jobforge_core::access::Caller;
 use jobforge_core::events::EventEntry;
 use jobforge_core::logs::LogLine;
 use jobforge_core::validate::Problem;
@@ -72,6 +75,11 @@ impl Refusal {
 /// The operations on jobs.
 #[async_trait]
 pub trait Jobs: Send + Sync + 'static {
+    /// The same operations on behalf of `caller`. In process this narrows what may be done to
+    /// what the caller may do; a front end that reaches the service over HTTP, where the
+    /// service decides who is calling, answers with itself.
+    fn as_caller(&self, caller: &Caller) -> Arc<dyn Jobs>;
+
     /// Validate and submit a job config (the JSON of `POST /v1/jobs`).
     async fn submit(&self, config: &serde_json::Value) -> Result<Submitted, Refusal>;
 

@@ -254,6 +254,10 @@ pub struct ErrorBody {
 pub enum ErrorCode {
     /// 400: the request is malformed or a field breaks a rule (see `problems`).
     InvalidRequest,
+    /// 401: no token, or one the service does not know.
+    Unauthorized,
+    /// 403: the token's role or scope does not allow this (a field names what).
+    Forbidden,
     /// 404: no such job or route.
     NotFound,
     /// 405: the route exists, the method does not.

@@ -24,6 +24,10 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// The token to call the service with, where it wants one (`jobforge token new`).
+    #[arg(long, global = true, env = "JOBFORGE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -128,6 +132,10 @@ pub enum Command {
     #[command(subcommand)]
     Secret(SecretCommand),
 
+    /// Make tokens for the service's auth file.
+    #[command(subcommand)]
+    Token(TokenCommand),
+
     /// Print a shell completion script: `jobforge completions bash > /etc/bash_completion.d/jobforge`.
     Completions {
         #[arg(value_enum)]
@@ -140,6 +148,32 @@ pub enum Command {
     /// Supervise one run (started by the service itself).
     #[command(hide = true)]
     Shim { run_dir: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a new random token once, and the entry to add to the auth file (which holds only
+    /// the token's SHA-256): `jobforge token new --name agent-a --role submit --owner team-a
+    /// --secret 'git/team-a/*'`.
+    New {
+        /// What the token is for; names it in the service's answers and log.
+        #[arg(long)]
+        name: String,
+        /// `submit` (its owner's jobs), `read` (every job, changing nothing) or `admin`.
+        #[arg(long, value_parser = parse_role)]
+        role: jobforge_core::access::Role,
+        /// The owner the jobs it submits belong to.
+        #[arg(long)]
+        owner: Option<String>,
+        /// A secret path pattern its jobs may name (`*` within a segment, a last `**` for
+        /// everything below); repeat for more.
+        #[arg(long = "secret", value_name = "PATTERN")]
+        secrets: Vec<jobforge_core::access::SecretPattern>,
+    },
+}
+
+fn parse_role(text: &str) -> Result<jobforge_core::access::Role, String> {
+    text.parse()
 }
 
 #[derive(Debug, Subcommand)]
@@ -179,6 +213,15 @@ pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port and prints it). [default: 127.0.0.1:8080]
     #[arg(long, env = "JOBFORGE_LISTEN", help_heading = "Service")]
     pub listen: Option<SocketAddr>,
+
+    /// The tokens that may call (YAML: `tokens: [{name, sha256, role, owner, secrets}]`), read
+    /// again when it changes. Without one the service listens on loopback only.
+    #[arg(long, env = "JOBFORGE_AUTH_FILE", value_name = "FILE", help_heading = "Service")]
+    pub auth_file: Option<PathBuf>,
+
+    /// Serve beyond loopback without tokens: only behind something that authenticates callers.
+    #[arg(long, help_heading = "Service")]
+    pub insecure_no_auth: bool,
 
     #[command(flatten)]
     pub data: DataDir,

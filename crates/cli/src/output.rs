@@ -42,6 +42,17 @@ impl Printer {
         }
     }
 
+    /// A new token, shown this once, and its auth file entry.
+    pub fn new_token(&self, token: &str, entry: &str) {
+        if self.json {
+            self.emit(&serde_json::json!({ "token": token, "entry": entry }));
+        } else {
+            println!("token (shown only now; give it to its holder as JOBFORGE_TOKEN):\n  {token}\n");
+            println!("add this under `tokens:` in the auth file (it holds the token's SHA-256, not the token):");
+            print!("{entry}");
+        }
+    }
+
     pub fn line(&self, line: &LogLine) {
         if self.json {
             self.emit(&serde_json::json!({ "event": "log", "line": line }));

@@ -7,11 +7,11 @@ use std::io::IsTerminal;
 use anyhow::Context;
 use futures::StreamExt;
 
-use jobforge_client::{Client, Event, JobView, LogsQuery};
+use jobforge_client::{Client, ClientOptions, Event, JobView, LogsQuery, Token};
 use jobforge_core::{JobId, JobStatus, Phase};
 use jobforge_local::FileSecrets;
 
-use crate::args::{Cli, Command, SecretCommand};
+use crate::args::{Cli, Command, SecretCommand, TokenCommand};
 use crate::exit::{Exit, UsageError};
 use crate::jobfile::{self, Source};
 use crate::live::Live;
@@ -19,7 +19,8 @@ use crate::output::Printer;
 
 pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
     let printer = Printer::new(cli.json);
-    let client = || Client::new(&cli.url).map_err(anyhow::Error::from);
+    let options = ClientOptions { token: cli.token.clone().map(Token::new), ..ClientOptions::default() };
+    let client = || Client::with_options(&cli.url, options.clone()).map_err(anyhow::Error::from);
     match cli.command {
         Command::Serve(args) => crate::serve::serve(*args).await,
         Command::Submit { config, global, image_tags, watch } => {
@@ -72,6 +73,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
             Ok(if ready.ready { Exit::Ok } else { Exit::Internal })
         }
         Command::Secret(command) => secret(&printer, command),
+        Command::Token(TokenCommand::New { name, role, owner, secrets }) => {
+            let token = jobforge_server::auth::new_token().context("drawing a random token")?;
+            let entry = jobforge_server::auth::entry_yaml(&name, &token, role, owner.as_deref(), &secrets);
+            printer.new_token(&token, &entry);
+            Ok(Exit::Ok)
+        }
         Command::Render(args) => crate::serve::render(*args),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();

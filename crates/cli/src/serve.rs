@@ -87,6 +87,8 @@ fn settings(args: ServeArgs) -> anyhow::Result<ServiceConfig> {
     setting!(storage_driver);
     setting!(oci_runtime);
     config.extra_ca_file = args.extra_ca_file.or(file.extra_ca_file);
+    config.auth_file = args.auth_file.or(file.auth_file);
+    config.insecure_no_auth = args.insecure_no_auth;
     config.nomad = file.nomad;
     config.nomad.merge(args.nomad.settings());
     let secrets = match args.vault.secrets.as_deref() {

@@ -1,6 +1,8 @@
 //! End to end: the real `jobforge` binary, serving on the local backend with real git, buildah,
 //! podman, skopeo and a real registry, driven through the real client and CLI.
 
+#[path = "e2e/access.rs"]
+mod access;
 #[path = "e2e/cli.rs"]
 mod cli;
 #[path = "e2e/compat.rs"]

@@ -37,6 +37,24 @@ pub struct ClientOptions {
     /// How many consecutive failed connections [`Client::follow`] tolerates before it gives up
     /// and yields the last error. A connection that brings a new line or a new status resets it.
     pub max_reconnects: u32,
+    /// Sent as `Authorization: Bearer` on every request, where the service wants tokens.
+    pub token: Option<Token>,
+}
+
+/// A bearer token. It prints as `***`, so no log or debug output shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    pub fn new(token: impl Into<String>) -> Token {
+        Token(token.into())
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(***)")
+    }
 }
 
 impl Default for ClientOptions {
@@ -47,6 +65,7 @@ impl Default for ClientOptions {
             idle_timeout: Duration::from_secs(60),
             reconnect_backoff: Duration::from_millis(250),
             max_reconnects: 5,
+            token: None,
         }
     }
 }
@@ -71,15 +90,21 @@ impl Client {
 
     pub fn with_options(base_url: &str, options: ClientOptions) -> Result<Client, ClientError> {
         let base = parse_base_url(base_url)?;
+        let setup_failed = |message: String| ClientError::Connect { url: base_url.to_owned(), message };
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(Token(token)) = &options.token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| setup_failed("the token holds characters a header cannot carry".into()))?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         // No overall timeout here: plain requests set theirs, the event stream must have none.
         let http = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .connect_timeout(options.connect_timeout)
+            .default_headers(headers)
             .build()
-            .map_err(|error| ClientError::Connect {
-            url: base_url.to_owned(),
-            message: format!("cannot set up an HTTP client: {error}"),
-        })?;
+            .map_err(|error| setup_failed(format!("cannot set up an HTTP client: {error}")))?;
         Ok(Client { http, base, options })
     }
 

@@ -8,7 +8,10 @@ use jobforge_api::{
     CleanedUp, ErrorCode, Feed, History, HistoryQuery, JobView, Jobs, KillBody, Logs, LogsQuery, Refusal, Submitted,
     ZombiesRemoved,
 };
+use std::sync::Arc;
+
 use jobforge_core::JobId;
+use jobforge_core::access::Caller;
 
 use crate::client::Client;
 use crate::error::ClientError;
@@ -27,6 +30,11 @@ impl From<ClientError> for Refusal {
 
 #[async_trait]
 impl Jobs for Client {
+    /// The service decides who calls, from this client's token.
+    fn as_caller(&self, _caller: &Caller) -> Arc<dyn Jobs> {
+        Arc::new(self.clone())
+    }
+
     async fn submit(&self, config: &serde_json::Value) -> Result<Submitted, Refusal> {
         Ok(Client::submit(self, config).await?)
     }

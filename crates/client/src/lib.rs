@@ -43,7 +43,7 @@ mod events;
 mod jobs;
 mod sse;
 
-pub use client::{Client, ClientOptions};
+pub use client::{Client, ClientOptions, Token};
 pub use error::ClientError;
 pub use events::{Event, EventStream};
 

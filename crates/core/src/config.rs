@@ -52,6 +52,21 @@ pub struct JobSpec {
 }
 
 impl JobSpec {
+    /// Every secret the caller named, with the field that names it.
+    pub fn secret_refs(&self) -> Vec<(String, &SecretPath)> {
+        let mut named: Vec<(String, &SecretPath)> = Vec::new();
+        if let Some(path) = &self.git_credentials_path {
+            named.push(("git_credentials_path".into(), path));
+        }
+        if let Some(path) = &self.registry_credentials_path {
+            named.push(("registry_credentials_path".into(), path));
+        }
+        for (i, secret) in self.test.vault_secrets.iter().enumerate() {
+            named.push((format!("test.vault_secrets[{i}].path"), &secret.path));
+        }
+        named
+    }
+
     /// The tests to run, in order: each command, then the image's own entry point if asked for.
     pub fn tests(&self) -> Vec<TestCase> {
         let mut tests: Vec<TestCase> = self.test_commands.iter().cloned().map(TestCase::Command).collect();

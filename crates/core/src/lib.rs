@@ -11,6 +11,7 @@
 //! This crate does no IO of its own: no processes, no HTTP, no files. Adapters in other crates
 //! implement the ports; the server and the CLI choose and wire them.
 
+pub mod access;
 pub mod config;
 pub mod diagnose;
 pub mod duration;

@@ -522,6 +522,11 @@ pub(crate) fn normalize_rel_path(s: &str) -> Result<String, String> {
                     return Err("must stay inside the repository ('..' leads out of it)".into());
                 }
             }
+            // A tool reading the path as an argument would take `--secret=...` for its own
+            // option; no repository needs a file named like one.
+            part if part.starts_with('-') => {
+                return Err(format!("must not have a part starting with '-' ({part:?} would read as an option)"));
+            }
             part => parts.push(part),
         }
     }

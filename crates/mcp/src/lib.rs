@@ -22,18 +22,48 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
-use jobforge_api::Jobs;
+use jobforge_api::{ErrorCode, Jobs, Refusal};
+use jobforge_core::access::Caller;
 
 /// The tools, over `jobs`.
 #[derive(Clone)]
 pub struct JobforgeMcp {
     jobs: Arc<dyn Jobs>,
+    /// Over HTTP every request must carry the [`Caller`] the service authenticated it as.
+    callers: Callers,
     tool_router: ToolRouter<JobforgeMcp>,
 }
 
+/// Where a tool call's caller comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Callers {
+    /// From each HTTP request, as the service's authentication put it there.
+    PerRequest,
+    /// Nowhere: `jobs` speaks to the service over HTTP with its own token.
+    Remote,
+}
+
 impl JobforgeMcp {
+    /// The tools over a [`Jobs`] that decides itself who calls (the HTTP client).
     pub fn new(jobs: Arc<dyn Jobs>) -> Self {
-        JobforgeMcp { jobs, tool_router: Self::tool_router() }
+        JobforgeMcp { jobs, callers: Callers::Remote, tool_router: Self::tool_router() }
+    }
+
+    fn per_request(jobs: Arc<dyn Jobs>) -> Self {
+        JobforgeMcp { jobs, callers: Callers::PerRequest, tool_router: Self::tool_router() }
+    }
+
+    /// The operations on behalf of this call's caller. Over HTTP a request without one is
+    /// refused rather than served as anyone: the service failed to authenticate it.
+    fn jobs_for(&self, extensions: &rmcp::model::Extensions) -> Result<Arc<dyn Jobs>, Refusal> {
+        if self.callers == Callers::Remote {
+            return Ok(self.jobs.clone());
+        }
+        let caller = extensions.get::<http::request::Parts>().and_then(|parts| parts.extensions.get::<Caller>());
+        match caller {
+            Some(caller) => Ok(self.jobs.as_caller(caller)),
+            None => Err(Refusal::new(401, ErrorCode::Unauthorized, "the request was not authenticated")),
+        }
     }
 }
 
@@ -56,7 +86,7 @@ pub fn http_service(
         config = config.disable_allowed_hosts();
     }
     StreamableHttpService::new(
-        move || Ok(JobforgeMcp::new(jobs.clone())),
+        move || Ok(JobforgeMcp::per_request(jobs.clone())),
         LocalSessionManager::default().into(),
         config,
     )

@@ -7,14 +7,14 @@ use futures::StreamExt;
 use rmcp::handler::server::tool::{schema_for_output, schema_for_type};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CallToolResult, Implementation, JsonObject, ProgressNotificationParam, RequestMetaObject, ServerCapabilities,
-    ServerConfig,
+    CallToolResult, Extensions, Implementation, JsonObject, ProgressNotificationParam, RequestMetaObject,
+    ServerCapabilities, ServerConfig,
 };
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use serde::Serialize;
 
 use jobforge_api::{
-    CleanedUp, FeedItem, History, HistoryQuery, JobConfig, JobView, KillBody, LogsQuery, Refusal, Submitted,
+    CleanedUp, FeedItem, History, HistoryQuery, JobConfig, JobView, Jobs, KillBody, LogsQuery, Refusal, Submitted,
     ZombiesRemoved,
 };
 use jobforge_core::events::JobEvent;
@@ -47,8 +47,12 @@ impl JobforgeMcp {
         input_schema = schema_for_type::<JobConfig>(),
         output_schema = schema_for_output::<Submitted>()
     )]
-    async fn submit_job(&self, Parameters(config): Parameters<JsonObject>) -> Answer {
-        answer(self.jobs.submit(&serde_json::Value::Object(config)).await)
+    async fn submit_job(&self, Parameters(config): Parameters<JsonObject>, ext: Extensions) -> Answer {
+        let jobs = match self.jobs_for(&ext) {
+            Ok(jobs) => jobs,
+            Err(refused) => return refusal(refused),
+        };
+        answer(jobs.submit(&serde_json::Value::Object(config)).await)
     }
 
     #[tool(
@@ -57,12 +61,12 @@ impl JobforgeMcp {
         output_schema = schema_for_output::<JobView>(),
         annotations(read_only_hint = true)
     )]
-    async fn get_status(&self, Parameters(params): Parameters<JobRef>) -> Answer {
-        let id = match job_id(&params.job_id) {
-            Ok(id) => id,
+    async fn get_status(&self, Parameters(params): Parameters<JobRef>, ext: Extensions) -> Answer {
+        let (jobs, id) = match self.jobs_for(&ext).and_then(|jobs| Ok((jobs, job_id(&params.job_id)?))) {
+            Ok(found) => found,
             Err(refused) => return refusal(refused),
         };
-        answer(self.jobs.job(id).await.map(answers::fit_view))
+        answer(jobs.job(id).await.map(answers::fit_view))
     }
 
     #[tool(
@@ -72,8 +76,12 @@ impl JobforgeMcp {
         output_schema = schema_for_output::<LogsAnswer>(),
         annotations(read_only_hint = true)
     )]
-    async fn get_logs(&self, Parameters(params): Parameters<GetLogs>) -> Answer {
-        match self.logs(params).await {
+    async fn get_logs(&self, Parameters(params): Parameters<GetLogs>, ext: Extensions) -> Answer {
+        let jobs = match self.jobs_for(&ext) {
+            Ok(jobs) => jobs,
+            Err(refused) => return refusal(refused),
+        };
+        match logs(jobs.as_ref(), params).await {
             Ok(logs) => structured(&logs),
             Err(refused) => refusal(refused),
         }
@@ -92,8 +100,13 @@ impl JobforgeMcp {
         Parameters(params): Parameters<WatchJob>,
         meta: RequestMetaObject,
         peer: Peer<RoleServer>,
+        ext: Extensions,
     ) -> Answer {
-        match self.watch(params, meta, peer).await {
+        let jobs = match self.jobs_for(&ext) {
+            Ok(jobs) => jobs,
+            Err(refused) => return refusal(refused),
+        };
+        match watch(jobs.as_ref(), params, meta, peer).await {
             Ok(watched) => structured(&watched),
             Err(refused) => refusal(refused),
         }
@@ -105,13 +118,13 @@ impl JobforgeMcp {
         output_schema = schema_for_output::<JobView>(),
         annotations(destructive_hint = true)
     )]
-    async fn kill_job(&self, Parameters(params): Parameters<KillJob>) -> Answer {
-        let id = match job_id(&params.job_id) {
-            Ok(id) => id,
+    async fn kill_job(&self, Parameters(params): Parameters<KillJob>, ext: Extensions) -> Answer {
+        let (jobs, id) = match self.jobs_for(&ext).and_then(|jobs| Ok((jobs, job_id(&params.job_id)?))) {
+            Ok(found) => found,
             Err(refused) => return refusal(refused),
         };
         let request = KillBody { by: Some("mcp".into()), reason: params.reason };
-        answer(self.jobs.kill(id, &request).await.map(answers::fit_view))
+        answer(jobs.kill(id, &request).await.map(answers::fit_view))
     }
 
     #[tool(
@@ -120,9 +133,9 @@ impl JobforgeMcp {
         output_schema = schema_for_output::<CleanedUp>(),
         annotations(destructive_hint = true)
     )]
-    async fn cleanup(&self, Parameters(params): Parameters<JobRef>) -> Answer {
-        match job_id(&params.job_id) {
-            Ok(id) => answer(self.jobs.cleanup(id).await),
+    async fn cleanup(&self, Parameters(params): Parameters<JobRef>, ext: Extensions) -> Answer {
+        match self.jobs_for(&ext).and_then(|jobs| Ok((jobs, job_id(&params.job_id)?))) {
+            Ok((jobs, id)) => answer(jobs.cleanup(id).await),
             Err(refused) => refusal(refused),
         }
     }
@@ -133,7 +146,11 @@ impl JobforgeMcp {
         output_schema = schema_for_output::<History>(),
         annotations(read_only_hint = true)
     )]
-    async fn get_history(&self, Parameters(params): Parameters<GetHistory>) -> Answer {
+    async fn get_history(&self, Parameters(params): Parameters<GetHistory>, ext: Extensions) -> Answer {
+        let jobs = match self.jobs_for(&ext) {
+            Ok(jobs) => jobs,
+            Err(refused) => return refusal(refused),
+        };
         let status = match params.status.as_deref().filter(|s| !s.is_empty()).map(str::parse::<JobStatus>) {
             Some(Err(err)) => return refusal(Refusal::invalid("status", err.to_string())),
             Some(Ok(status)) => Some(status),
@@ -149,7 +166,7 @@ impl JobforgeMcp {
             limit: params.limit,
             offset: params.offset,
         };
-        answer(self.jobs.history(&query).await)
+        answer(jobs.history(&query).await)
     }
 
     #[tool(
@@ -158,8 +175,11 @@ impl JobforgeMcp {
         output_schema = schema_for_output::<ZombiesRemoved>(),
         annotations(destructive_hint = true)
     )]
-    async fn cleanup_zombies(&self) -> Answer {
-        answer(self.jobs.remove_zombies().await)
+    async fn cleanup_zombies(&self, ext: Extensions) -> Answer {
+        match self.jobs_for(&ext) {
+            Ok(jobs) => answer(jobs.remove_zombies().await),
+            Err(refused) => refusal(refused),
+        }
     }
 }
 
@@ -172,87 +192,82 @@ impl ServerHandler for JobforgeMcp {
     }
 }
 
-impl JobforgeMcp {
-    async fn logs(&self, params: GetLogs) -> Result<LogsAnswer, Refusal> {
-        let id = job_id(&params.job_id)?;
-        let phase = parsed::<Phase>("phase", params.phase.as_deref())?;
-        let stream = parsed::<Stream>("stream", params.stream.as_deref())?;
-        let limit = params.limit.unwrap_or(DEFAULT_LOG_LINES);
-        if !(1..=MAX_LOG_LINES).contains(&limit) {
-            return Err(Refusal::invalid("limit", format!("must be between 1 and {MAX_LOG_LINES}, not {limit}")));
-        }
-        let grep = params.grep.filter(|g| !g.is_empty());
-        // Without a cursor or a search, an agent wants the end of the log.
-        let tail = params.tail.or((params.after.is_none() && grep.is_none()).then_some(DEFAULT_LOG_LINES));
-        let query = LogsQuery {
-            phase,
-            test: params.test,
-            stream,
-            after: params.after.unwrap_or(0),
-            limit: Some(limit),
-            tail,
-            grep,
-            context: params.context,
-        };
-        let logs = self.jobs.logs(id, &query).await?;
-        let (lines, cut) = answers::fit_lines(logs.lines, tail.is_some());
-        let next_after = lines.last().map_or(query.after, |line| line.seq);
-        let truncated = logs.truncated || cut;
-        let note = truncated.then(|| match tail {
+async fn logs(jobs: &dyn Jobs, params: GetLogs) -> Result<LogsAnswer, Refusal> {
+    let id = job_id(&params.job_id)?;
+    let phase = parsed::<Phase>("phase", params.phase.as_deref())?;
+    let stream = parsed::<Stream>("stream", params.stream.as_deref())?;
+    let limit = params.limit.unwrap_or(DEFAULT_LOG_LINES);
+    if !(1..=MAX_LOG_LINES).contains(&limit) {
+        return Err(Refusal::invalid("limit", format!("must be between 1 and {MAX_LOG_LINES}, not {limit}")));
+    }
+    let grep = params.grep.filter(|g| !g.is_empty());
+    // Without a cursor or a search, an agent wants the end of the log.
+    let tail = params.tail.or((params.after.is_none() && grep.is_none()).then_some(DEFAULT_LOG_LINES));
+    let query = LogsQuery {
+        phase,
+        test: params.test,
+        stream,
+        after: params.after.unwrap_or(0),
+        limit: Some(limit),
+        tail,
+        grep,
+        context: params.context,
+    };
+    let logs = jobs.logs(id, &query).await?;
+    let (lines, cut) = answers::fit_lines(logs.lines, tail.is_some());
+    let next_after = lines.last().map_or(query.after, |line| line.seq);
+    let truncated = logs.truncated || cut;
+    let note = truncated.then(|| match tail {
             Some(_) => "earlier lines were left out: read them with `after` (from 0) and `limit`, or narrow with phase, test, stream or grep".to_owned(),
             None => format!("more lines follow: call getLogs again with after={next_after}"),
         });
-        Ok(LogsAnswer { lines, next_after, truncated, status: logs.status, complete: logs.complete && !cut, note })
-    }
+    Ok(LogsAnswer { lines, next_after, truncated, status: logs.status, complete: logs.complete && !cut, note })
+}
 
-    async fn watch(
-        &self,
-        params: WatchJob,
-        meta: RequestMetaObject,
-        peer: Peer<RoleServer>,
-    ) -> Result<WatchAnswer, Refusal> {
-        let id = job_id(&params.job_id)?;
-        let timeout = params.timeout_seconds.unwrap_or(DEFAULT_WATCH);
-        if !(1..=MAX_WATCH).contains(&timeout) {
-            return Err(Refusal::invalid(
-                "timeout_seconds",
-                format!("must be between 1 and {MAX_WATCH}, not {timeout}"),
-            ));
-        }
-        let after = params.after.unwrap_or(0);
-        let mut feed = self.jobs.feed(id, after).await?;
-        let progress = meta.get_progress_token();
-        let mut watched =
-            WatchAnswer { events: Vec::new(), next_after: after, ended: false, status: JobStatus::Pending, note: None };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
-        // The archive first (up to now), then live: the answer comes at the deadline or the end.
-        while let Ok(Some(item)) = tokio::time::timeout_at(deadline, feed.next()).await {
-            match item? {
-                FeedItem::Status(view) => watched.status = view.status,
-                FeedItem::End(view) => {
-                    (watched.status, watched.ended) = (view.status, true);
-                    break;
+async fn watch(
+    jobs: &dyn Jobs,
+    params: WatchJob,
+    meta: RequestMetaObject,
+    peer: Peer<RoleServer>,
+) -> Result<WatchAnswer, Refusal> {
+    let id = job_id(&params.job_id)?;
+    let timeout = params.timeout_seconds.unwrap_or(DEFAULT_WATCH);
+    if !(1..=MAX_WATCH).contains(&timeout) {
+        return Err(Refusal::invalid("timeout_seconds", format!("must be between 1 and {MAX_WATCH}, not {timeout}")));
+    }
+    let after = params.after.unwrap_or(0);
+    let mut feed = jobs.feed(id, after).await?;
+    let progress = meta.get_progress_token();
+    let mut watched =
+        WatchAnswer { events: Vec::new(), next_after: after, ended: false, status: JobStatus::Pending, note: None };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
+    // The archive first (up to now), then live: the answer comes at the deadline or the end.
+    while let Ok(Some(item)) = tokio::time::timeout_at(deadline, feed.next()).await {
+        match item? {
+            FeedItem::Status(view) => watched.status = view.status,
+            FeedItem::End(view) => {
+                (watched.status, watched.ended) = (view.status, true);
+                break;
+            }
+            FeedItem::Log(line) => watched.next_after = line.seq,
+            FeedItem::Job(entry) => {
+                watched.next_after = entry.seq;
+                if let Some(token) = &progress {
+                    let message = describe(&entry.event);
+                    let note = ProgressNotificationParam::new(token.clone(), watched.events.len() as f64 + 1.0)
+                        .with_message(message);
+                    let _ = peer.notify_progress(note).await;
                 }
-                FeedItem::Log(line) => watched.next_after = line.seq,
-                FeedItem::Job(entry) => {
-                    watched.next_after = entry.seq;
-                    if let Some(token) = &progress {
-                        let message = describe(&entry.event);
-                        let note = ProgressNotificationParam::new(token.clone(), watched.events.len() as f64 + 1.0)
-                            .with_message(message);
-                        let _ = peer.notify_progress(note).await;
-                    }
-                    watched.events.push(entry);
-                }
+                watched.events.push(entry);
             }
         }
-        if answers::fit_events(&mut watched.events) {
-            watched.next_after = watched.events.last().map_or(after, |e| e.seq);
-            watched.ended = false;
-            watched.note = Some(format!("more events follow: call watchJob again with after={}", watched.next_after));
-        }
-        Ok(watched)
     }
+    if answers::fit_events(&mut watched.events) {
+        watched.next_after = watched.events.last().map_or(after, |e| e.seq);
+        watched.ended = false;
+        watched.note = Some(format!("more events follow: call watchJob again with after={}", watched.next_after));
+    }
+    Ok(watched)
 }
 
 /// A one-line account of an event, for progress notifications.

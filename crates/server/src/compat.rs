@@ -12,16 +12,18 @@ mod shapes;
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use jobforge_api::{KillBody, LogsQuery};
+use jobforge_api::{HistoryQuery, KillBody, LogsQuery};
 use jobforge_core::{JobId, Phase};
 
+use crate::auth::Scoped;
 use crate::http::{ApiError, AppState, read_body};
+use crate::service::Service;
 
 pub use shapes::{CleanupAnswer, ErrorAnswer, HistoryAnswer, KillAnswer, LogsAnswer, StatusAnswer, SubmitAnswer};
 
@@ -56,7 +58,14 @@ impl IntoResponse for CompatError {
         let (status, body) = self.0.parts();
         let details = body.problems.iter().map(|p| format!("{} {}", p.field, p.message)).collect::<Vec<_>>().join("; ");
         let answer = ErrorAnswer { error: body.error, code: status.as_u16(), details };
-        (status, Json(answer)).into_response()
+        let mut response = (status, Json(answer)).into_response();
+        if status == axum::http::StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"jobforge\""),
+            );
+        }
+        response
     }
 }
 
@@ -77,12 +86,12 @@ fn job_id(id: &str) -> Result<JobId, CompatError> {
 }
 
 /// `POST /json/submitJob` `{"job_config": {...}}`
-async fn submit(State(state): State<AppState>, body: Body) -> Answer<SubmitAnswer> {
+async fn submit(Scoped(service): Scoped, body: Body) -> Answer<SubmitAnswer> {
     let body: Value = read(body).await?;
     let Some(Value::Object(original)) = body.get("job_config") else {
         return Err(ApiError::invalid("job_config", "is required: the body is {\"job_config\": {...}}").into());
     };
-    let submitted = state.service().submit(&config::from_original(original)).await?;
+    let submitted = service.submit(&config::from_original(original)).await?;
     Ok(Json(SubmitAnswer { job_id: submitted.job_id, status: submitted.status }))
 }
 
@@ -93,18 +102,18 @@ struct JobRequest {
 }
 
 /// `POST /json/getStatus` `{"job_id"}`
-async fn status(State(state): State<AppState>, body: Body) -> Answer<StatusAnswer> {
+async fn status(Scoped(service): Scoped, body: Body) -> Answer<StatusAnswer> {
     let request: JobRequest = read(body).await?;
-    status_of(&state, job_id(&request.job_id)?).await
+    status_of(&service, job_id(&request.job_id)?).await
 }
 
 /// `GET /json/job/{id}/status`
-async fn status_by_path(State(state): State<AppState>, Path(id): Path<String>) -> Answer<StatusAnswer> {
-    status_of(&state, job_id(&id)?).await
+async fn status_by_path(Scoped(service): Scoped, Path(id): Path<String>) -> Answer<StatusAnswer> {
+    status_of(&service, job_id(&id)?).await
 }
 
-async fn status_of(state: &AppState, id: JobId) -> Answer<StatusAnswer> {
-    let record = state.service().record(id).await?;
+async fn status_of(service: &Service, id: JobId) -> Answer<StatusAnswer> {
+    let record = service.record(id).await?;
     Ok(Json(StatusAnswer::of(&record)))
 }
 
@@ -118,18 +127,18 @@ struct LogsRequest {
 
 /// `POST /json/getLogs` `{"job_id", "phase"?}`: one phase's lines (the others `null`), or
 /// every phase's when `phase` is absent or not one (as the original did).
-async fn logs(State(state): State<AppState>, body: Body) -> Answer<LogsAnswer> {
+async fn logs(Scoped(service): Scoped, body: Body) -> Answer<LogsAnswer> {
     let request: LogsRequest = read(body).await?;
     let phase = request.phase.as_deref().and_then(|p| p.parse::<Phase>().ok());
-    logs_of(&state, job_id(&request.job_id)?, phase).await
+    logs_of(&service, job_id(&request.job_id)?, phase).await
 }
 
 /// `GET /json/job/{id}/logs`
-async fn logs_by_path(State(state): State<AppState>, Path(id): Path<String>) -> Answer<LogsAnswer> {
-    logs_of(&state, job_id(&id)?, None).await
+async fn logs_by_path(Scoped(service): Scoped, Path(id): Path<String>) -> Answer<LogsAnswer> {
+    logs_of(&service, job_id(&id)?, None).await
 }
 
-async fn logs_of(state: &AppState, id: JobId, only: Option<Phase>) -> Answer<LogsAnswer> {
+async fn logs_of(service: &Service, id: JobId, only: Option<Phase>) -> Answer<LogsAnswer> {
     let mut answer = LogsAnswer::new(id);
     for phase in [Phase::Build, Phase::Test, Phase::Publish] {
         if only.is_some_and(|p| p != phase) {
@@ -139,7 +148,7 @@ async fn logs_of(state: &AppState, id: JobId, only: Option<Phase>) -> Answer<Log
         let mut after = 0;
         loop {
             let query = LogsQuery { phase: Some(phase), after, limit: Some(shapes::PAGE), ..LogsQuery::default() };
-            let page = state.service().logs(id, &query).await?;
+            let page = service.logs(id, &query).await?;
             let done = page.lines.is_empty() || page.next_after <= after || lines.len() >= shapes::MAX_LINES;
             after = page.next_after;
             lines.extend(page.lines);
@@ -154,11 +163,11 @@ async fn logs_of(state: &AppState, id: JobId, only: Option<Phase>) -> Answer<Log
 
 /// `POST /json/killJob` `{"job_id"}`: 200 whether or not it could be killed, as the original
 /// answered; `success` says which.
-async fn kill(State(state): State<AppState>, body: Body) -> Answer<KillAnswer> {
+async fn kill(Scoped(service): Scoped, body: Body) -> Answer<KillAnswer> {
     let request: JobRequest = read(body).await?;
     let id = job_id(&request.job_id)?;
     let body = KillBody { by: Some("json/killJob".into()), reason: None };
-    match state.service().kill(id, body).await {
+    match service.kill(id, body).await {
         Ok(_) => Ok(Json(KillAnswer { job_id: id, success: true, message: "Job killed successfully".into() })),
         Err(ApiError::Conflict(why)) => {
             Ok(Json(KillAnswer { job_id: id, success: false, message: format!("Failed to kill job: {why}") }))
@@ -177,14 +186,14 @@ struct CleanupRequest {
 
 /// `POST /json/cleanup` `{"job_id"}` (one job's leftovers) or `{"all": true}` (the work that
 /// belongs to no live job).
-async fn cleanup(State(state): State<AppState>, body: Body) -> Answer<CleanupAnswer> {
+async fn cleanup(Scoped(service): Scoped, body: Body) -> Answer<CleanupAnswer> {
     let request: CleanupRequest = read(body).await?;
     if request.all && request.job_id.is_empty() {
-        let removed = state.service().remove_zombies().await?;
+        let removed = service.remove_zombies().await?;
         return Ok(Json(CleanupAnswer::done(removed.removed)));
     }
     let id = job_id(&request.job_id)?;
-    let report = state.service().cleanup(id).await?;
+    let report = service.cleanup(id).await?;
     Ok(Json(match report.remaining.as_slice() {
         [] => CleanupAnswer::done(vec![id.to_string()]),
         left => CleanupAnswer::failed(left),
@@ -200,7 +209,7 @@ struct HistoryRequest {
 }
 
 /// `POST /json/getHistory` `{"limit"?, "offset"?}`
-async fn history(State(state): State<AppState>, body: Body) -> Answer<HistoryAnswer> {
+async fn history(Scoped(service): Scoped, body: Body) -> Answer<HistoryAnswer> {
     let request: HistoryRequest = read(body).await?;
     let limit = match request.limit {
         None | Some(0) => DEFAULT_HISTORY_LIMIT,
@@ -209,11 +218,7 @@ async fn history(State(state): State<AppState>, body: Body) -> Answer<HistoryAns
         }
         Some(n) => n,
     };
-    let page = state
-        .service()
-        .engine()
-        .history(limit, request.offset.unwrap_or(0))
-        .await
-        .map_err(|e| ApiError::internal("could not read the history", e))?;
-    Ok(Json(HistoryAnswer::of(&page.jobs, page.total)))
+    let query = HistoryQuery::default();
+    let (jobs, total) = service.history_records(&query, limit, request.offset.unwrap_or(0)).await?;
+    Ok(Json(HistoryAnswer::of(&jobs, total)))
 }

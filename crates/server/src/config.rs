@@ -79,6 +79,10 @@ pub struct ServiceConfig {
     pub store: StoreKind,
     /// How to reach Consul and where jobforge's keys live (`store: consul`).
     pub consul: ConsulSettings,
+    /// The tokens that may call (`--auth-file`); without one, anyone may.
+    pub auth_file: Option<PathBuf>,
+    /// Serve without tokens on an address beyond loopback (`--insecure-no-auth`).
+    pub insecure_no_auth: bool,
 }
 
 /// Where job records and logs live.
@@ -287,6 +291,8 @@ impl ServiceConfig {
             consul: ConsulSettings::default(),
             secrets: SecretsKind::File,
             vault: VaultSettings::default(),
+            auth_file: None,
+            insecure_no_auth: false,
         }
     }
 
@@ -331,6 +337,7 @@ pub struct ConfigFile {
     pub storage_driver: Option<String>,
     pub oci_runtime: Option<String>,
     pub extra_ca_file: Option<PathBuf>,
+    pub auth_file: Option<PathBuf>,
     pub zombie_sweep: Option<Duration>,
     #[serde(default)]
     pub nomad: NomadSettings,

@@ -20,6 +20,7 @@ use tower_http::trace::TraceLayer;
 
 use jobforge_core::engine::Engine;
 
+use crate::auth::Auth;
 use crate::service::Service;
 
 pub use error::ApiError;
@@ -44,12 +45,25 @@ pub struct AppState {
     /// Whose `Host` the MCP endpoint answers: loopback names only, unless the service listens
     /// for other hosts.
     mcp_hosts: jobforge_mcp::Hosts,
+    /// Who may call.
+    auth: Arc<Auth>,
 }
 
 impl AppState {
     pub fn new(engine: Engine, info: ServiceInfo, shutdown: CancellationToken) -> Self {
         let service = Service::new(engine.clone(), shutdown.clone());
-        AppState { service, engine, info: Arc::new(info), shutdown, mcp_hosts: jobforge_mcp::Hosts::Loopback }
+        let auth = Arc::new(Auth::Off);
+        AppState { service, engine, info: Arc::new(info), shutdown, mcp_hosts: jobforge_mcp::Hosts::Loopback, auth }
+    }
+
+    /// Callers authenticate as `auth` says.
+    pub fn with_auth(mut self, auth: Auth) -> Self {
+        self.auth = Arc::new(auth);
+        self
+    }
+
+    pub fn auth(&self) -> &Auth {
+        &self.auth
     }
 
     /// Answer MCP requests for any `Host` (a service listening beyond loopback).
@@ -82,6 +96,8 @@ pub fn app(state: AppState) -> Router {
         .merge(crate::compat::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        // Every route, MCP's included, sees the caller; only /health and /ready are open.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::authenticate))
         // Bodies are read and limited by the handlers themselves, so an oversized body gets
         // our error body and not a bare 413.
         .layer(DefaultBodyLimit::disable())

@@ -4,6 +4,7 @@
 //! This is the only crate that knows HTTP. It owns no job logic: every request becomes a call
 //! on `jobforge_core::engine::Engine`.
 
+pub mod auth;
 pub mod compat;
 pub mod config;
 pub mod http;
@@ -32,6 +33,14 @@ pub enum ServeError {
     Recover(#[from] jobforge_core::ports::StoreError),
     #[error("the HTTP server failed: {0}")]
     Http(#[source] std::io::Error),
+    #[error(transparent)]
+    Auth(#[from] auth::AuthFileError),
+    #[error(
+        "refusing to listen on {0} without tokens: anyone who reaches it could run code with this service's \
+         credentials. Give --auth-file (see 'jobforge token new'), listen on a loopback address, or pass \
+         --insecure-no-auth if something in front of it authenticates callers"
+    )]
+    Unprotected(std::net::SocketAddr),
 }
 
 /// How long shutdown waits for job drivers to reach a safe point.
@@ -44,6 +53,7 @@ pub async fn serve(
     shutdown: CancellationToken,
     on_listen: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), ServeError> {
+    let auth = authentication(&config)?;
     let wired = wiring::wire(&config, &shutdown).await?;
     let engine = jobforge_core::engine::Engine::new(wired.ports, config.engine_settings(), shutdown.child_token());
     let listener =
@@ -56,7 +66,7 @@ pub async fn serve(
     if let Some(consul) = wired.consul.clone() {
         tokio::spawn(watch_consul_config(consul, config.clone(), engine.clone(), shutdown.clone()));
     }
-    let mut state = http::AppState::new(engine.clone(), wired.info, shutdown.clone());
+    let mut state = http::AppState::new(engine.clone(), wired.info, shutdown.clone()).with_auth(auth);
     if !config.listen.ip().is_loopback() {
         state = state.with_mcp_for_any_host();
     }
@@ -77,6 +87,23 @@ pub async fn serve(
         tracing::warn!("job drivers did not stop in time; their jobs resume on the next start");
     }
     Ok(())
+}
+
+/// Who may call: the auth file's tokens, or anyone where that is safe (or the operator said so).
+fn authentication(config: &ServiceConfig) -> Result<auth::Auth, ServeError> {
+    match &config.auth_file {
+        Some(path) => {
+            let auth = auth::Auth::from_file(path)?;
+            tracing::info!(path = %path.display(), "callers need a token");
+            Ok(auth)
+        }
+        None if config.listen.ip().is_loopback() => Ok(auth::Auth::Off),
+        None if config.insecure_no_auth => {
+            tracing::warn!(listen = %config.listen, "serving beyond loopback without tokens (--insecure-no-auth)");
+            Ok(auth::Auth::Off)
+        }
+        None => Err(ServeError::Unprotected(config.listen)),
+    }
 }
 
 /// Every `period`, remove what the backend runs for no live job. Runs of live jobs are bounded

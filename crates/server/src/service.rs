@@ -16,6 +16,7 @@ use jobforge_api::{
     ZombiesRemoved,
 };
 use jobforge_core::JobId;
+use jobforge_core::access::{Caller, Denied};
 use jobforge_core::engine::{Engine, KillError, SubmitError};
 use jobforge_core::record::JobRecord;
 use jobforge_core::validate;
@@ -25,17 +26,29 @@ use crate::http::ApiError;
 const DEFAULT_HISTORY_LIMIT: usize = 20;
 const MAX_HISTORY_LIMIT: usize = 500;
 
-/// The job operations of one service instance.
+/// The job operations of one service instance, on behalf of one caller.
 #[derive(Clone)]
 pub struct Service {
     engine: Engine,
     /// Ends long-lived answers (feeds) when the service stops.
     shutdown: CancellationToken,
+    /// Whose request this is: every operation asks [`Caller`] first.
+    caller: Caller,
 }
 
 impl Service {
+    /// The operations for anyone (a service without tokens); [`Service::as_caller`] narrows them.
     pub fn new(engine: Engine, shutdown: CancellationToken) -> Self {
-        Service { engine, shutdown }
+        Service { engine, shutdown, caller: Caller::Anyone }
+    }
+
+    /// The same operations on behalf of `caller`.
+    pub fn as_caller(&self, caller: Caller) -> Service {
+        Service { caller, ..self.clone() }
+    }
+
+    pub fn caller(&self) -> &Caller {
+        &self.caller
     }
 
     pub fn engine(&self) -> &Engine {
@@ -43,7 +56,8 @@ impl Service {
     }
 
     pub async fn submit(&self, config: &serde_json::Value) -> Result<Submitted, ApiError> {
-        let spec = validate::job_spec(config).map_err(ApiError::problems)?;
+        let mut spec = validate::job_spec(config).map_err(ApiError::problems)?;
+        self.caller.may_submit(&mut spec)?;
         let record = self.engine.submit(spec).await.map_err(|err| match err {
             SubmitError::Unsupported(problems) => {
                 ApiError::Unprocessable { message: "this server cannot run the job as asked".into(), problems }
@@ -57,9 +71,19 @@ impl Service {
         Ok(Submitted { job_id: record.id, status: record.status() })
     }
 
+    /// The job's record, if the caller may read it; a job it may not see is not found.
     pub async fn record(&self, id: JobId) -> Result<JobRecord, ApiError> {
         let record = self.engine.get(id).await.map_err(|e| ApiError::internal("could not read the job", e))?;
-        record.ok_or_else(|| not_found(id))
+        let record = record.ok_or_else(|| not_found(id))?;
+        self.caller.may_read(record.spec.owner.as_deref()).map_err(|denied| hidden_as_missing(denied, id))?;
+        Ok(record)
+    }
+
+    /// The job's record, if the caller may kill or clean it up.
+    async fn changeable(&self, id: JobId) -> Result<JobRecord, ApiError> {
+        let record = self.record(id).await?;
+        self.caller.may_change(record.spec.owner.as_deref()).map_err(|denied| hidden_as_missing(denied, id))?;
+        Ok(record)
     }
 
     pub async fn job(&self, id: JobId) -> Result<JobView, ApiError> {
@@ -85,11 +109,13 @@ impl Service {
                 return Err(ApiError::invalid(field, "must be at most 1024 characters without control characters"));
             }
         }
+        self.changeable(id).await?;
         let record = self.engine.kill(id, request.by, request.reason).await.map_err(kill_error)?;
         Ok(JobView::from_record(&record))
     }
 
     pub async fn cleanup(&self, id: JobId) -> Result<CleanedUp, ApiError> {
+        self.changeable(id).await?;
         let report = self.engine.cleanup(id).await.map_err(kill_error)?;
         Ok(CleanedUp { job_id: id, removed: report.removed, remaining: report.remaining })
     }
@@ -98,34 +124,55 @@ impl Service {
     pub async fn history(&self, query: &HistoryQuery) -> Result<History, ApiError> {
         let limit = bounded("limit", query.limit, DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT)?;
         let offset = query.offset.unwrap_or(0);
-        let filtered = query.owner.is_some() || query.status.is_some() || query.image_name.is_some();
+        let (records, total) = self.history_records(query, limit, offset).await?;
+        let jobs = records.iter().map(JobSummary::from_record).collect();
+        Ok(History { jobs, total, limit, offset })
+    }
+
+    /// The records of a history page the caller may see, and how many match in all.
+    pub async fn history_records(
+        &self,
+        query: &HistoryQuery,
+        limit: usize,
+        offset: usize,
+    ) -> Result<(Vec<JobRecord>, u64), ApiError> {
+        // A caller bound to an owner sees that owner's jobs only, whatever it asks for.
+        let owner: Option<Option<&str>> = match self.caller.bound_owner() {
+            Some(bound) if query.owner.as_deref().is_some_and(|asked| Some(asked) != bound) => {
+                return Ok((Vec::new(), 0));
+            }
+            Some(bound) => Some(bound),
+            None => query.owner.as_deref().map(Some),
+        };
+        let filtered = owner.is_some() || query.status.is_some() || query.image_name.is_some();
         if !filtered {
             let page = self.engine.history(limit, offset).await.map_err(history_error)?;
-            let jobs = page.jobs.iter().map(JobSummary::from_record).collect();
-            return Ok(History { jobs, total: page.total, limit, offset });
+            return Ok((page.jobs, page.total));
         }
         let matches = |record: &JobRecord| {
-            query.owner.as_ref().is_none_or(|owner| record.spec.owner.as_ref() == Some(owner))
+            owner.is_none_or(|owner| record.spec.owner.as_deref() == owner)
                 && query.status.is_none_or(|status| record.status() == status)
                 && query.image_name.as_ref().is_none_or(|name| record.spec.image_name.as_str() == name)
         };
         let (mut jobs, mut total, mut from) = (Vec::new(), 0u64, 0);
         loop {
             let page = self.engine.history(MAX_HISTORY_LIMIT, from).await.map_err(history_error)?;
-            for record in page.jobs.iter().filter(|r| matches(r)) {
+            from += page.jobs.len();
+            let done = page.jobs.is_empty() || from as u64 >= page.total;
+            for record in page.jobs.into_iter().filter(|r| matches(r)) {
                 if total as usize >= offset && jobs.len() < limit {
-                    jobs.push(JobSummary::from_record(record));
+                    jobs.push(record);
                 }
                 total += 1;
             }
-            from += page.jobs.len();
-            if page.jobs.is_empty() || from as u64 >= page.total {
-                return Ok(History { jobs, total, limit, offset });
+            if done {
+                return Ok((jobs, total));
             }
         }
     }
 
     pub async fn remove_zombies(&self) -> Result<ZombiesRemoved, ApiError> {
+        self.caller.may_administer()?;
         let removed =
             self.engine.remove_orphans().await.map_err(|e| ApiError::internal("could not list live jobs", e))?;
         Ok(ZombiesRemoved { removed })
@@ -134,6 +181,14 @@ impl Service {
 
 pub fn not_found(id: JobId) -> ApiError {
     ApiError::NotFound(format!("job {id} not found"))
+}
+
+/// A job the caller may not see gets the very answer of one that does not exist.
+fn hidden_as_missing(denied: Denied, id: JobId) -> ApiError {
+    match denied {
+        Denied::Hidden => not_found(id),
+        forbidden @ Denied::Forbidden { .. } => forbidden.into(),
+    }
 }
 
 fn history_error(err: jobforge_core::ports::StoreError) -> ApiError {
@@ -161,6 +216,10 @@ pub fn bounded(field: &str, value: Option<usize>, default: usize, max: usize) ->
 /// The same operations for the MCP tools and any other front end, refusals included.
 #[async_trait]
 impl Jobs for Service {
+    fn as_caller(&self, caller: &Caller) -> std::sync::Arc<dyn Jobs> {
+        std::sync::Arc::new(Service::as_caller(self, caller.clone()))
+    }
+
     async fn submit(&self, config: &serde_json::Value) -> Result<Submitted, Refusal> {
         Service::submit(self, config).await.map_err(ApiError::into_refusal)
     }

@@ -32,12 +32,17 @@ pub struct Service {
 impl Service {
     /// Serve on a free port with `data` as data directory, treating `registry` as insecure.
     pub fn start(data: &Path, registry: &TestRegistry, extra: &[&str]) -> Service {
+        Self::start_on(data, registry, "127.0.0.1:0", extra)
+    }
+
+    /// The same, listening on `listen`.
+    pub fn start_on(data: &Path, registry: &TestRegistry, listen: &str, extra: &[&str]) -> Service {
         let mut args: Vec<String> = vec![
             "serve".into(),
             "--data-dir".into(),
             data.display().to_string(),
             "--listen".into(),
-            "127.0.0.1:0".into(),
+            listen.into(),
             "--insecure-registry".into(),
             registry.host(),
             "--kill-grace".into(),

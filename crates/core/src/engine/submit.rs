@@ -8,7 +8,6 @@ use crate::id::JobId;
 use crate::image::Tag;
 use crate::ports::LockKey;
 use crate::record::JobRecord;
-use crate::secret::SecretPath;
 use crate::validate::Problem;
 
 impl Engine {
@@ -60,18 +59,8 @@ impl Engine {
     }
 
     async fn check_secrets_exist(&self, spec: &JobSpec) -> Result<(), SubmitError> {
-        let mut named: Vec<(String, &SecretPath)> = Vec::new();
-        if let Some(path) = &spec.git_credentials_path {
-            named.push(("git_credentials_path".into(), path));
-        }
-        if let Some(path) = &spec.registry_credentials_path {
-            named.push(("registry_credentials_path".into(), path));
-        }
-        for (i, secret) in spec.test.vault_secrets.iter().enumerate() {
-            named.push((format!("test.vault_secrets[{i}].path"), &secret.path));
-        }
         let mut problems = Vec::new();
-        for (field, path) in named {
+        for (field, path) in spec.secret_refs() {
             if !self.inner.ports.secrets.exists(path).await? {
                 problems.push(Problem::new(field, format!("secret {path} does not exist")));
             }

@@ -111,6 +111,17 @@ fn paths_stay_inside_the_repository() {
     check_refused(with(json!({"context": "a/../../b"})), "context");
 }
 
+/// A directory named like an option would reach buildah as one (`buildah bud ... CONTEXT`).
+#[test]
+fn path_parts_that_read_as_options_are_refused() {
+    for bad in ["--secret=id=s,src=/secrets/registry.env", "app/-f", "./-", "a/--/b"] {
+        check_refused(with(json!({"context": bad})), "context");
+        check_refused(with(json!({"dockerfile_path": bad})), "dockerfile_path");
+    }
+    let spec = job_spec(&with(json!({"context": "app-1/x-"}))).unwrap();
+    assert_eq!(spec.context.as_str(), "app-1/x-", "a dash inside a name is fine");
+}
+
 #[test]
 fn image_names_and_tags() {
     check_refused(with(json!({"image_name": "UPPER"})), "image_name");

@@ -4,19 +4,33 @@
 //! 500 whose details are logged here, in the request's span, and withheld from the body.
 
 use axum::Json;
-use axum::http::{StatusCode, Uri};
+use axum::http::header::WWW_AUTHENTICATE;
+use axum::http::{HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
 use jobforge_api::{ErrorBody, ErrorCode};
+use jobforge_core::access::Denied;
 use jobforge_core::validate::Problem;
 
 #[derive(Debug)]
 pub enum ApiError {
-    Invalid { message: String, problems: Vec<Problem> },
+    Invalid {
+        message: String,
+        problems: Vec<Problem>,
+    },
+    /// No token or an unknown one: answered with `WWW-Authenticate: Bearer`.
+    Unauthorized(String),
+    Forbidden {
+        message: String,
+        problems: Vec<Problem>,
+    },
     NotFound(String),
     MethodNotAllowed,
     Conflict(String),
-    Unprocessable { message: String, problems: Vec<Problem> },
+    Unprocessable {
+        message: String,
+        problems: Vec<Problem>,
+    },
     Unavailable(String),
     Internal(String),
 }
@@ -52,6 +66,10 @@ impl ApiError {
             ApiError::Invalid { message, problems } => {
                 (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message, problems)
             }
+            ApiError::Unauthorized(message) => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message, Vec::new()),
+            ApiError::Forbidden { message, problems } => {
+                (StatusCode::FORBIDDEN, ErrorCode::Forbidden, message, problems)
+            }
             ApiError::NotFound(message) => (StatusCode::NOT_FOUND, ErrorCode::NotFound, message, Vec::new()),
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -86,7 +104,24 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, body) = self.parts();
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"jobforge\""));
+        }
+        response
+    }
+}
+
+impl From<Denied> for ApiError {
+    /// A job hidden from the caller is answered as one that does not exist.
+    fn from(denied: Denied) -> Self {
+        match denied {
+            Denied::Hidden => ApiError::NotFound("no such job".into()),
+            Denied::Forbidden { field, message } => {
+                let problems = field.map(|field| vec![Problem::new(field, message.clone())]).unwrap_or_default();
+                ApiError::Forbidden { message, problems }
+            }
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::{Stream, StreamExt};
@@ -13,8 +13,9 @@ use serde::Deserialize;
 
 use jobforge_api::{FeedItem, events as names};
 
+use super::ApiError;
 use super::jobs::{parse_id, parse_phase, query_error};
-use super::{ApiError, AppState};
+use crate::auth::Scoped;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,7 +25,7 @@ pub struct EventParams {
 }
 
 pub async fn events(
-    State(state): State<AppState>,
+    Scoped(service): Scoped,
     Path(id): Path<String>,
     params: Result<Query<EventParams>, QueryRejection>,
     headers: HeaderMap,
@@ -35,7 +36,7 @@ pub async fn events(
     // Last-Event-ID is the seq of the last entry (line or event) a reconnecting client saw.
     let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
     let after = params.after.or(resume).unwrap_or(0);
-    let feed = state.service.feed(id, after, phase).await?;
+    let feed = service.feed(id, after, phase).await?;
     let events = feed.map(|item| {
         Ok(match item {
             Ok(item) => sse_event(item),

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use serde::Deserialize;
@@ -13,14 +13,15 @@ use jobforge_api::{CleanedUp, History, HistoryQuery, JobView, KillBody, Logs, Lo
 use jobforge_core::validate::MAX_BODY_BYTES;
 use jobforge_core::{JobId, JobStatus, Phase, Stream};
 
-use super::{ApiError, AppState};
+use super::ApiError;
+use crate::auth::Scoped;
 
 /// `POST /v1/jobs`
-pub async fn submit(State(state): State<AppState>, body: Body) -> Result<impl IntoResponse, ApiError> {
+pub async fn submit(Scoped(service): Scoped, body: Body) -> Result<impl IntoResponse, ApiError> {
     let bytes = read_body(body).await?;
     let value: serde_json::Value =
         serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid("body", format!("is not valid JSON: {e}")))?;
-    let submitted = state.service.submit(&value).await?;
+    let submitted = service.submit(&value).await?;
     let location = format!("/v1/jobs/{}", submitted.job_id);
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(submitted)))
 }
@@ -38,8 +39,8 @@ pub fn parse_id(id: &str) -> Result<JobId, ApiError> {
 }
 
 /// `GET /v1/jobs/{id}`
-pub async fn job(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
-    Ok(Json(state.service.job(parse_id(&id)?).await?))
+pub async fn job(Scoped(service): Scoped, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
+    Ok(Json(service.job(parse_id(&id)?).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -54,7 +55,7 @@ pub struct HistoryParams {
 
 /// `GET /v1/jobs`
 pub async fn history(
-    State(state): State<AppState>,
+    Scoped(service): Scoped,
     params: Result<Query<HistoryParams>, QueryRejection>,
 ) -> Result<Json<History>, ApiError> {
     let Query(params) = params.map_err(query_error)?;
@@ -70,7 +71,7 @@ pub async fn history(
         limit: params.limit,
         offset: params.offset,
     };
-    Ok(Json(state.service.history(&query).await?))
+    Ok(Json(service.history(&query).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -88,7 +89,7 @@ pub struct LogParams {
 
 /// `GET /v1/jobs/{id}/logs`
 pub async fn logs(
-    State(state): State<AppState>,
+    Scoped(service): Scoped,
     Path(id): Path<String>,
     params: Result<Query<LogParams>, QueryRejection>,
 ) -> Result<Json<Logs>, ApiError> {
@@ -109,7 +110,7 @@ pub async fn logs(
         grep: params.grep.filter(|g| !g.is_empty()),
         context: params.context,
     };
-    Ok(Json(state.service.logs(id, &query).await?))
+    Ok(Json(service.logs(id, &query).await?))
 }
 
 pub fn parse_phase(phase: Option<&str>) -> Result<Option<Phase>, ApiError> {
@@ -125,7 +126,7 @@ pub fn query_error(rejection: QueryRejection) -> ApiError {
 
 /// `POST /v1/jobs/{id}/kill`
 pub async fn kill(
-    State(state): State<AppState>,
+    Scoped(service): Scoped,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
@@ -140,16 +141,16 @@ pub async fn kill(
     if request.by.is_none() {
         request.by = headers.get(header::USER_AGENT).and_then(|ua| ua.to_str().ok()).map(|ua| format!("client {ua}"));
     }
-    let view = state.service.kill(id, request).await?;
+    let view = service.kill(id, request).await?;
     Ok((StatusCode::ACCEPTED, Json(view)))
 }
 
 /// `POST /v1/jobs/{id}/cleanup`
-pub async fn cleanup(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<CleanedUp>, ApiError> {
-    Ok(Json(state.service.cleanup(parse_id(&id)?).await?))
+pub async fn cleanup(Scoped(service): Scoped, Path(id): Path<String>) -> Result<Json<CleanedUp>, ApiError> {
+    Ok(Json(service.cleanup(parse_id(&id)?).await?))
 }
 
 /// `POST /v1/zombies/cleanup`
-pub async fn remove_zombies(State(state): State<AppState>) -> Result<Json<ZombiesRemoved>, ApiError> {
-    Ok(Json(state.service.remove_zombies().await?))
+pub async fn remove_zombies(Scoped(service): Scoped) -> Result<Json<ZombiesRemoved>, ApiError> {
+    Ok(Json(service.remove_zombies().await?))
 }

@@ -1,0 +1,207 @@
+//! Tokens and roles against a real `jobforge serve --auth-file`: every role against every
+//! endpoint (REST, the compat endpoints, the event stream, MCP over HTTP), owners kept apart,
+//! secrets scoped to what a token's patterns allow, and no service beyond loopback without
+//! tokens.
+
+use std::time::Duration;
+
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use serde_json::{Value, json};
+
+use jobforge_client::{Client, ClientOptions, Token};
+use jobforge_core::JobStatus;
+use jobforge_testkit::git::GitRepo;
+use jobforge_testkit::registry::TestRegistry;
+
+use crate::support::*;
+
+const TEAM_A: &str = "jf_token-of-team-a";
+const TEAM_B: &str = "jf_token-of-team-b";
+const READER: &str = "jf_token-of-a-reader";
+const ADMIN: &str = "jf_token-of-an-admin";
+
+fn sha256(token: &str) -> String {
+    jobforge_server::auth::token_hash(token)
+}
+
+fn auth_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let text = format!(
+        "tokens:\n\
+         - {{name: agent-a, sha256: {}, role: submit, owner: team-a, secrets: ['git/team-a/*']}}\n\
+         - {{name: agent-b, sha256: {}, role: submit, owner: team-b}}\n\
+         - {{name: dashboard, sha256: {}, role: read}}\n\
+         - {{name: ops, sha256: {}, role: admin}}\n",
+        sha256(TEAM_A),
+        sha256(TEAM_B),
+        sha256(READER),
+        sha256(ADMIN)
+    );
+    let path = dir.join("auth.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A raw HTTP call: status and JSON body (`null` when there is none).
+async fn call(method: reqwest::Method, url: String, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    let mut request = reqwest::Client::new().request(method, url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn client_with(service: &Service, token: &str) -> Client {
+    let options = ClientOptions { token: Some(Token::new(token)), ..ClientOptions::default() };
+    Client::with_options(&service.url, options).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_role_may_do_what_it_is_for_and_owners_are_kept_apart() {
+    let registry = TestRegistry::start();
+    let data = tempfile::tempdir().unwrap();
+    let auth = auth_file(data.path());
+    let service = Service::start(&data.path().join("data"), &registry, &["--auth-file", auth.to_str().unwrap()]);
+    let url = |path: &str| format!("{}{path}", service.url);
+    let repo = GitRepo::example();
+    let mut config = job(&repo.file_url(), &registry, "team-a/app", &["v1"]);
+    config["test_commands"] = json!(["sleep 30"]);
+
+    // No token, or an unknown one: 401 and how to authenticate, on every front end.
+    let response = reqwest::get(url("/v1/jobs")).await.unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    assert_eq!(response.headers()["www-authenticate"], "Bearer realm=\"jobforge\"");
+    let (status, body) = call(reqwest::Method::GET, url("/v1/jobs"), Some("jf_unknown"), None).await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")), "{body}");
+    let (status, body) = call(reqwest::Method::POST, url("/json/getHistory"), None, Some(json!({}))).await;
+    assert_eq!((status, body["code"].as_u64()), (401, Some(401)), "the original's error shape: {body}");
+    let (status, _) = call(reqwest::Method::POST, url("/mcp"), None, Some(json!({}))).await;
+    assert_eq!(status, 401, "MCP too");
+    for open in ["/health", "/ready"] {
+        let (status, body) = call(reqwest::Method::GET, url(open), None, None).await;
+        assert_eq!(status, 200, "{open} stays open for load balancers: {body}");
+    }
+
+    // A submit token owns what it submits; another owner's job does not exist to it.
+    let a = client_with(&service, TEAM_A);
+    let job_a = a.submit(&config).await.unwrap().job_id;
+    assert_eq!(a.job(job_a).await.unwrap().owner.as_deref(), Some("team-a"));
+    let job_path = format!("/v1/jobs/{job_a}");
+    for (method, path) in [
+        (reqwest::Method::GET, job_path.clone()),
+        (reqwest::Method::GET, format!("{job_path}/logs")),
+        (reqwest::Method::GET, format!("{job_path}/events")),
+        (reqwest::Method::POST, format!("{job_path}/kill")),
+        (reqwest::Method::POST, format!("{job_path}/cleanup")),
+    ] {
+        let (status, body) = call(method.clone(), url(&path), Some(TEAM_B), Some(json!({}))).await;
+        assert_eq!(status, 404, "{method} {path} as team-b: {body}");
+        assert_eq!(body["error"], format!("job {job_a} not found"), "the same answer as for no such job");
+    }
+    let (status, body) =
+        call(reqwest::Method::POST, url("/json/getStatus"), Some(TEAM_B), Some(json!({"job_id": job_a}))).await;
+    assert_eq!(status, 404, "compat too: {body}");
+    let b = client_with(&service, TEAM_B);
+    assert_eq!(b.history(100, 0).await.unwrap().total, 0, "team-b's history holds none of team-a's jobs");
+    let asked = jobforge_client::HistoryQuery { owner: Some("team-a".into()), ..Default::default() };
+    assert_eq!(b.history_of(&asked).await.unwrap().total, 0, "not even when it asks for them");
+    assert_eq!(a.history(100, 0).await.unwrap().total, 1);
+
+    // Submitting for another owner, or naming a secret outside the token's patterns: 403
+    // naming the field, whether or not the secret exists.
+    let mut other_owner = config.clone();
+    other_owner["owner"] = json!("team-b");
+    let (status, body) = call(reqwest::Method::POST, url("/v1/jobs"), Some(TEAM_A), Some(other_owner)).await;
+    assert_eq!((status, body["problems"][0]["field"].as_str()), (403, Some("owner")), "{body}");
+    let mut foreign_secret = config.clone();
+    foreign_secret["git_credentials_path"] = json!("git/team-b/app");
+    let (status, body) = call(reqwest::Method::POST, url("/v1/jobs"), Some(TEAM_A), Some(foreign_secret)).await;
+    assert_eq!((status, body["problems"][0]["field"].as_str()), (403, Some("git_credentials_path")), "{body}");
+    let mut own_missing = config.clone();
+    own_missing["git_credentials_path"] = json!("git/team-a/app");
+    let (status, body) = call(reqwest::Method::POST, url("/v1/jobs"), Some(TEAM_A), Some(own_missing)).await;
+    assert_eq!(status, 422, "an allowed path that does not exist is the usual 422: {body}");
+
+    // A reader reads everything and changes nothing.
+    let reader = client_with(&service, READER);
+    assert_eq!(reader.job(job_a).await.unwrap().job_id, job_a);
+    assert_eq!(reader.history(100, 0).await.unwrap().total, 1);
+    for (method, path, body) in [
+        (reqwest::Method::POST, "/v1/jobs".to_owned(), config.clone()),
+        (reqwest::Method::POST, format!("{job_path}/kill"), json!({})),
+        (reqwest::Method::POST, format!("{job_path}/cleanup"), json!({})),
+        (reqwest::Method::POST, "/v1/zombies/cleanup".to_owned(), json!({})),
+        (reqwest::Method::GET, "/v1/config".to_owned(), json!({})),
+    ] {
+        let (status, answer) = call(method.clone(), url(&path), Some(READER), Some(body)).await;
+        assert_eq!((status, answer["code"].as_str()), (403, Some("forbidden")), "{method} {path}: {answer}");
+        assert!(answer["error"].as_str().unwrap().contains("dashboard"), "names the token: {answer}");
+    }
+
+    // Admin-only endpoints are the admin's; a submit token gets 403 there.
+    for path in ["/v1/config"] {
+        assert_eq!(call(reqwest::Method::GET, url(path), Some(TEAM_A), None).await.0, 403);
+        assert_eq!(call(reqwest::Method::GET, url(path), Some(ADMIN), None).await.0, 200);
+    }
+    assert_eq!(call(reqwest::Method::POST, url("/v1/zombies/cleanup"), Some(TEAM_A), Some(json!({}))).await.0, 403);
+    assert_eq!(call(reqwest::Method::POST, url("/v1/zombies/cleanup"), Some(ADMIN), Some(json!({}))).await.0, 200);
+
+    // MCP over HTTP: the same rules, as tool results.
+    let mcp = |token: &'static str| {
+        let config = StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp", service.url)).auth_header(token);
+        ().serve(StreamableHttpClientTransport::from_config(config))
+    };
+    let session_b = mcp(TEAM_B).await.expect("an MCP session with team-b's token");
+    let args = json!({"job_id": job_a.to_string()}).as_object().cloned().unwrap();
+    let status_b =
+        session_b.call_tool(CallToolRequestParams::new("getStatus").with_arguments(args.clone())).await.unwrap();
+    assert_eq!(status_b.is_error, Some(true), "team-b cannot see team-a's job over MCP: {status_b:?}");
+    let session_a = mcp(TEAM_A).await.expect("an MCP session with team-a's token");
+    let status_a =
+        session_a.call_tool(CallToolRequestParams::new("getStatus").with_arguments(args.clone())).await.unwrap();
+    assert_ne!(status_a.is_error, Some(true), "{status_a:?}");
+    let zombies = session_a.call_tool(CallToolRequestParams::new("cleanupZombies")).await.unwrap();
+    assert_eq!(zombies.is_error, Some(true), "cleanupZombies needs an admin: {zombies:?}");
+
+    // `jobforge mcp` forwards its token: the service decides what the agent may see.
+    for (token, hidden) in [(TEAM_B, true), (TEAM_A, false)] {
+        let mut command = tokio::process::Command::new(jobforge());
+        command.args(["--url", &service.url, "mcp"]).env("JOBFORGE_TOKEN", token);
+        let stdio = ().serve(rmcp::transport::TokioChildProcess::new(command).unwrap()).await.unwrap();
+        let answer =
+            stdio.call_tool(CallToolRequestParams::new("getStatus").with_arguments(args.clone())).await.unwrap();
+        assert_eq!(answer.is_error == Some(true), hidden, "over stdio with {token}: {answer:?}");
+    }
+
+    // The owner kills its own job.
+    a.kill(job_a, Some("agent-a"), Some("done")).await.unwrap();
+    assert_eq!(wait_end(&a, job_a).await.status, JobStatus::Killed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_tokens_the_service_listens_on_loopback_only() {
+    let data = tempfile::tempdir().unwrap();
+    let refused = std::process::Command::new(jobforge())
+        .args(["serve", "--data-dir", data.path().to_str().unwrap(), "--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("without tokens") && said.contains("--auth-file"), "says why and what to do: {said}");
+
+    let registry = TestRegistry::start();
+    let mut open = Service::start_on(&data.path().join("open"), &registry, "0.0.0.0:0", &["--insecure-no-auth"]);
+    let health = open.client().health().await.unwrap();
+    assert_eq!(health.status, "ok", "--insecure-no-auth serves anyway");
+    assert!(open.log().contains("without tokens"), "and says so in its log");
+    open.kill9();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
