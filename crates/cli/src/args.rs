@@ -184,6 +184,10 @@ pub enum SecretCommand {
         /// `key=value` pairs.
         #[arg(required = true)]
         fields: Vec<String>,
+        /// A host (`host[:port]`) the secret may be sent to; repeat for more. Stored as its
+        /// `allowed_hosts` field, which a service with tokens requires.
+        #[arg(long = "host", value_name = "HOST[:PORT]")]
+        hosts: Vec<String>,
         #[command(flatten)]
         data: DataDir,
     },

@@ -210,7 +210,7 @@ pub fn read_job_file(path: &std::path::Path) -> anyhow::Result<serde_json::Value
 
 fn secret(printer: &Printer, command: SecretCommand) -> anyhow::Result<Exit> {
     match command {
-        SecretCommand::Put { path, fields, data } => {
+        SecretCommand::Put { path, fields, hosts, data } => {
             let mut values = BTreeMap::new();
             for field in fields {
                 let (key, value) = field
@@ -218,6 +218,13 @@ fn secret(printer: &Printer, command: SecretCommand) -> anyhow::Result<Exit> {
                     .filter(|(k, _)| !k.is_empty())
                     .ok_or_else(|| UsageError(format!("{field:?} is not key=value")))?;
                 values.insert(key.to_owned(), value.to_owned());
+            }
+            if !hosts.is_empty() {
+                for host in &hosts {
+                    host.parse::<jobforge_core::secret::AllowedHost>()
+                        .map_err(|e| UsageError(format!("--host {e}")))?;
+                }
+                values.insert(jobforge_core::secret::ALLOWED_HOSTS.to_owned(), hosts.join(","));
             }
             let store = FileSecrets::new(data.resolve().join("secrets.json"));
             let keys: Vec<String> = values.keys().cloned().collect();

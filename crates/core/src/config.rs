@@ -278,6 +278,31 @@ impl RepoUrl {
     pub fn is_file(&self) -> bool {
         self.0.starts_with("file://")
     }
+
+    /// The host git connects to, and the port when the URL names one that is not its scheme's
+    /// default; `None` for a `file://` repository.
+    pub fn host(&self) -> Option<(String, Option<u16>)> {
+        if !self.0.contains("://") {
+            // `user@host:path`, the scp-like form (ssh, default port).
+            let (user_host, _) = self.0.split_once(':')?;
+            let (_, host) = user_host.split_once('@')?;
+            return Some((host.to_ascii_lowercase(), None));
+        }
+        let url = url::Url::parse(&self.0).ok()?;
+        let host = url.host_str().filter(|h| !h.is_empty())?.to_ascii_lowercase();
+        let port = url.port().filter(|p| Some(*p) != default_port(url.scheme()));
+        Some((host, port))
+    }
+}
+
+fn default_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        "https" => Some(443),
+        "http" => Some(80),
+        "ssh" => Some(22),
+        "git" => Some(9418),
+        _ => None,
+    }
 }
 
 impl GitRef {

@@ -103,8 +103,81 @@ impl SecretData {
         self.0.get(field)
     }
 
+    /// The values to keep out of logs: every field but [`ALLOWED_HOSTS`], which says where the
+    /// secret may go and is no secret (masking it would hide the repository's host in logs).
     pub fn values(&self) -> impl Iterator<Item = &SecretValue> {
-        self.0.values()
+        self.0.iter().filter(|(field, _)| field.as_str() != ALLOWED_HOSTS).map(|(_, value)| value)
+    }
+
+    /// The hosts the secret may be sent to, from its [`ALLOWED_HOSTS`] field (`host[:port]`,
+    /// comma-separated); `None` when it has none.
+    pub fn allowed_hosts(&self) -> Result<Option<Vec<AllowedHost>>, String> {
+        let Some(value) = self.get(ALLOWED_HOSTS) else { return Ok(None) };
+        let hosts: Result<Vec<AllowedHost>, String> =
+            value.expose().split(',').map(str::trim).filter(|h| !h.is_empty()).map(str::parse).collect();
+        Ok(Some(hosts?))
+    }
+}
+
+/// The field of a secret naming the hosts it may be sent to.
+pub const ALLOWED_HOSTS: &str = "allowed_hosts";
+
+/// One host a secret may be sent to: `git.example.com` (its default port) or
+/// `registry.example.com:5000`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AllowedHost {
+    host: String,
+    port: Option<u16>,
+}
+
+impl AllowedHost {
+    /// Whether a request to `host` (and `port`, when the URL names one) may carry the secret.
+    /// A host allowed without a port is allowed on the URL's default port only: another port of
+    /// a shared host may be someone else's service.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
+    pub fn allows(&self, host: &str, port: Option<u16>) -> bool {
+        self.host.eq_ignore_ascii_case(host.trim_start_matches('[').trim_end_matches(']')) && self.port == port
+    }
+}
+
+impl fmt::Display for AllowedHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.port {
+            Some(port) if self.host.contains(':') => write!(f, "[{}]:{port}", self.host),
+            Some(port) => write!(f, "{}:{port}", self.host),
+            None => f.write_str(&self.host),
+        }
+    }
+}
+
+impl FromStr for AllowedHost {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("{s:?} is not host[:port]");
+        let (host, port) = match s.strip_prefix('[') {
+            Some(v6) => {
+                let (host, rest) = v6.split_once(']').ok_or_else(bad)?;
+                (host, rest.strip_prefix(':'))
+            }
+            None => match s.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (s, None),
+            },
+        };
+        let port = port.map(|p| p.parse::<u16>().map_err(|_| bad())).transpose()?;
+        let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'_');
+        if host.is_empty() || host.len() > 253 || !host.bytes().all(plain) {
+            return Err(bad());
+        }
+        Ok(AllowedHost { host: host.to_ascii_lowercase(), port })
     }
 }
 
@@ -140,6 +213,38 @@ mod tests {
         for no in ["", "/abs", "a//b", "a/../b", "..", "a/.", "a b", "a/b\n", "{{ x }}", "a/"] {
             assert!(no.parse::<SecretPath>().is_err(), "{no:?}");
         }
+    }
+
+    fn data(fields: &[(&str, &str)]) -> SecretData {
+        SecretData(fields.iter().map(|(k, v)| ((*k).to_owned(), SecretValue::new(*v))).collect())
+    }
+
+    #[test]
+    fn allowed_hosts_name_a_host_and_maybe_a_port() {
+        let secret =
+            data(&[("password", "pw"), (ALLOWED_HOSTS, "git.example.com, Registry.example.com:5000,[::1]:8443")]);
+        let hosts = secret.allowed_hosts().unwrap().unwrap();
+        let names: Vec<String> = hosts.iter().map(ToString::to_string).collect();
+        assert_eq!(names, ["git.example.com", "registry.example.com:5000", "[::1]:8443"]);
+        let allows = |host: &str, port: Option<u16>| hosts.iter().any(|h| h.allows(host, port));
+        assert!(allows("GIT.example.com", None));
+        assert!(!allows("git.example.com", Some(8080)), "another port of the host is another service");
+        assert!(!allows("evil.example", None));
+        assert!(!allows("git.example.com.evil.example", None));
+        assert!(allows("registry.example.com", Some(5000)));
+        assert!(!allows("registry.example.com", None));
+        assert!(allows("[::1]", Some(8443)));
+        assert_eq!(data(&[("password", "pw")]).allowed_hosts(), Ok(None));
+        for bad in ["host:port", "a b", "x/y", ":80", "host:99999"] {
+            assert!(data(&[(ALLOWED_HOSTS, bad)]).allowed_hosts().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn allowed_hosts_are_no_secret_to_mask() {
+        let secret = data(&[("password", "pw"), (ALLOWED_HOSTS, "git.example.com")]);
+        let values: Vec<&str> = secret.values().map(SecretValue::expose).collect();
+        assert_eq!(values, ["pw"], "the repository's host stays readable in logs");
     }
 
     #[test]

@@ -305,6 +305,7 @@ impl ServiceConfig {
             temp_registry: self.temp_registry.clone(),
             temp_registry_credentials: self.temp_registry_credentials.clone(),
             max_active_jobs: self.max_active_jobs,
+            secrets_need_hosts: self.auth_file.is_some(),
             ..Settings::default()
         }
     }

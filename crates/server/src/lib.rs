@@ -97,7 +97,13 @@ fn authentication(config: &ServiceConfig) -> Result<auth::Auth, ServeError> {
             tracing::info!(path = %path.display(), "callers need a token");
             Ok(auth)
         }
-        None if config.listen.ip().is_loopback() => Ok(auth::Auth::Off),
+        None if config.listen.ip().is_loopback() => {
+            tracing::warn!(
+                "no tokens (--auth-file): any caller may use any stored secret, and a secret without \
+                 allowed_hosts goes to whatever host a job names"
+            );
+            Ok(auth::Auth::Off)
+        }
         None if config.insecure_no_auth => {
             tracing::warn!(listen = %config.listen, "serving beyond loopback without tokens (--insecure-no-auth)");
             Ok(auth::Auth::Off)

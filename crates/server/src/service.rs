@@ -65,6 +65,10 @@ impl Service {
             SubmitError::MissingSecrets(problems) => {
                 ApiError::Unprocessable { message: "the job names secrets that do not exist".into(), problems }
             }
+            SubmitError::MisplacedSecrets(problems) => ApiError::Unprocessable {
+                message: "the job would send secrets to hosts they may not go to".into(),
+                problems,
+            },
             SubmitError::Secrets(err) => ApiError::Unavailable(format!("cannot check the job's secrets: {err}")),
             SubmitError::Store(err) => ApiError::internal("could not store the job", err),
         })?;

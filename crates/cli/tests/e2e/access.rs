@@ -205,3 +205,58 @@ async fn without_tokens_the_service_listens_on_loopback_only() {
     open.kill9();
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+fn put_secret(data: &std::path::Path, path: &str, extra: &[&str]) {
+    let mut args =
+        vec!["secret", "put", path, "username=bot", "password=s3cret-pw", "--data-dir", data.to_str().unwrap()];
+    args.extend(extra);
+    let out = std::process::Command::new(jobforge()).args(&args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A secret goes only to the hosts it names: a job pointing its repository or registry
+/// elsewhere is refused before anything runs, naming the field. With tokens, a secret that
+/// names no hosts is refused too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_go_only_to_the_hosts_they_name() {
+    let registry = TestRegistry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    put_secret(&data, "git/app", &["--host", "git.example.com"]);
+    put_secret(&data, "registry/app", &["--host", &registry.host()]);
+    put_secret(&data, "git/anywhere", &[]);
+    let bad = std::process::Command::new(jobforge())
+        .args(["secret", "put", "git/x", "password=p", "--host", "a b", "--data-dir", data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("--host"));
+
+    let open = Service::start(&data, &registry, &[]);
+    let submit = |service: &Service, token: Option<&'static str>, extra: Value| {
+        let mut config = job("https://evil.example/x.git", &registry, "team/app", &["v1"]);
+        config.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        call(reqwest::Method::POST, format!("{}/v1/jobs", service.url), token, Some(config))
+    };
+    let (status, body) = submit(&open, None, json!({"git_credentials_path": "git/app"})).await;
+    assert_eq!((status, body["problems"][0]["field"].as_str()), (422, Some("git_credentials_path")), "{body}");
+    let message = body["problems"][0]["message"].as_str().unwrap();
+    assert!(message.contains("git.example.com only") && message.contains("evil.example"), "{message}");
+    assert!(!body.to_string().contains("s3cret-pw"), "{body}");
+    let (status, body) = submit(&open, None, json!({"registry_credentials_path": "git/app"})).await;
+    assert_eq!((status, body["problems"][0]["field"].as_str()), (422, Some("registry_credentials_path")), "{body}");
+    let (status, body) = submit(&open, None, json!({"registry_credentials_path": "registry/app"})).await;
+    assert_eq!(status, 201, "the registry the secret names: {body}");
+    let (status, body) = submit(&open, None, json!({"git_credentials_path": "git/anywhere"})).await;
+    assert_eq!(status, 201, "without tokens a secret without hosts may go anywhere: {body}");
+    assert!(open.log().contains("allowed_hosts"), "and start-up warned about it");
+    drop(open);
+
+    let auth = auth_file(dir.path());
+    let shared = Service::start(&data, &registry, &["--auth-file", auth.to_str().unwrap()]);
+    let (status, body) = submit(&shared, Some(ADMIN), json!({"git_credentials_path": "git/anywhere"})).await;
+    assert_eq!((status, body["problems"][0]["field"].as_str()), (422, Some("git_credentials_path")), "{body}");
+    assert!(body["problems"][0]["message"].as_str().unwrap().contains("names no allowed_hosts"), "{body}");
+    let (status, body) = submit(&shared, Some(ADMIN), json!({"registry_credentials_path": "registry/app"})).await;
+    assert_eq!(status, 201, "{body}");
+}

@@ -14,6 +14,9 @@ pub enum SubmitError {
     /// Secret paths that do not exist (HTTP 422).
     #[error("the job names secrets that do not exist")]
     MissingSecrets(Vec<Problem>),
+    /// Secrets the job would send to a host they do not name (HTTP 422).
+    #[error("the job would send secrets to hosts they may not go to")]
+    MisplacedSecrets(Vec<Problem>),
     #[error(transparent)]
     Secrets(#[from] SecretsError),
     #[error(transparent)]

@@ -34,6 +34,9 @@ pub struct Settings {
     pub resources: ResourceLimits,
     /// Temp images are `<registry>/<temp_prefix>/<job id>:latest`.
     pub temp_prefix: Repository,
+    /// Whether a secret sent to a host must name its allowed hosts (a service shared by
+    /// tokens); otherwise one without them may go to whatever host a job names.
+    pub secrets_need_hosts: bool,
 }
 
 impl Default for Settings {
@@ -49,6 +52,7 @@ impl Default for Settings {
             log_tail_lines: 30,
             resources: ResourceLimits::default(),
             temp_prefix: Repository::temp_prefix(),
+            secrets_need_hosts: false,
         }
     }
 }

@@ -7,7 +7,9 @@ use crate::config::JobSpec;
 use crate::id::JobId;
 use crate::image::Tag;
 use crate::ports::LockKey;
+use crate::ports::SecretsError;
 use crate::record::JobRecord;
+use crate::secret::{ALLOWED_HOSTS, AllowedHost, SecretData, SecretPath};
 use crate::validate::Problem;
 
 impl Engine {
@@ -22,8 +24,8 @@ impl Engine {
         if !unsupported.is_empty() {
             return Err(SubmitError::Unsupported(unsupported));
         }
-        self.check_secrets_exist(&spec).await?;
         let settings = self.settings();
+        self.check_secrets(&spec, settings.secrets_need_hosts).await?;
         settings.resolve(&mut spec);
         let id = JobId::new();
         if spec.image_tags.is_empty() {
@@ -58,14 +60,77 @@ impl Engine {
         Ok(record)
     }
 
-    async fn check_secrets_exist(&self, spec: &JobSpec) -> Result<(), SubmitError> {
-        let mut problems = Vec::new();
+    /// Every secret the job names exists, and each one jobforge sends to a host (git and
+    /// registry credentials) names that host among its allowed ones.
+    async fn check_secrets(&self, spec: &JobSpec, need_hosts: bool) -> Result<(), SubmitError> {
+        let (mut missing, mut misplaced) = (Vec::new(), Vec::new());
         for (field, path) in spec.secret_refs() {
-            if !self.inner.ports.secrets.exists(path).await? {
-                problems.push(Problem::new(field, format!("secret {path} does not exist")));
+            let Some((host, port, whose)) = destination(spec, &field) else {
+                // Test secrets go into the test's environment, to no host of ours.
+                if !self.inner.ports.secrets.exists(path).await? {
+                    missing.push(Problem::new(field, format!("secret {path} does not exist")));
+                }
+                continue;
+            };
+            let data = match self.inner.ports.secrets.read(path).await {
+                Ok(data) => data,
+                Err(SecretsError::NotFound(_)) => {
+                    missing.push(Problem::new(field, format!("secret {path} does not exist")));
+                    continue;
+                }
+                Err(other) => return Err(other.into()),
+            };
+            if let Some(why) = misplaced_secret(path, &data, &host, port, whose, need_hosts) {
+                misplaced.push(Problem::new(field, why));
             }
         }
-        if problems.is_empty() { Ok(()) } else { Err(SubmitError::MissingSecrets(problems)) }
+        if !missing.is_empty() {
+            return Err(SubmitError::MissingSecrets(missing));
+        }
+        if misplaced.is_empty() { Ok(()) } else { Err(SubmitError::MisplacedSecrets(misplaced)) }
+    }
+}
+
+/// Where the secret named by `field` is sent: host, port, and the field that names the host.
+fn destination(spec: &JobSpec, field: &str) -> Option<(String, Option<u16>, &'static str)> {
+    match field {
+        "git_credentials_path" => spec.repo_url.host().map(|(host, port)| (host, port, "repo_url")),
+        "registry_credentials_path" => {
+            let registry: AllowedHost = spec.registry_url.host.as_str().parse().ok()?;
+            Some((registry.host().to_owned(), registry.port(), "registry_url"))
+        }
+        _ => None,
+    }
+}
+
+/// Why the secret may not go to `host`, if it may not.
+fn misplaced_secret(
+    path: &SecretPath,
+    data: &SecretData,
+    host: &str,
+    port: Option<u16>,
+    whose: &str,
+    need_hosts: bool,
+) -> Option<String> {
+    let target = match port {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    };
+    match data.allowed_hosts() {
+        Err(bad) => Some(format!("secret {path} has an {ALLOWED_HOSTS} field that is not valid: {bad}")),
+        Ok(None) if need_hosts => Some(format!(
+            "secret {path} names no {ALLOWED_HOSTS}: on a service with tokens a secret must say which hosts it may be \
+             sent to (jobforge secret put ... --host {target})"
+        )),
+        Ok(None) => None,
+        Ok(Some(hosts)) if hosts.iter().any(|allowed| allowed.allows(host, port)) => None,
+        Ok(Some(hosts)) => {
+            let allowed: Vec<String> = hosts.iter().map(ToString::to_string).collect();
+            Some(format!(
+                "secret {path} may be sent to {} only, not to {target} (the host of {whose})",
+                allowed.join(", ")
+            ))
+        }
     }
 }
 

@@ -258,3 +258,14 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn the_host_of_a_repository_is_what_git_connects_to() {
+    let host = |url: &str| job_spec(&with(json!({"repo_url": url}))).unwrap().repo_url.host();
+    assert_eq!(host("https://Git.Example.com/a.git"), Some(("git.example.com".into(), None)));
+    assert_eq!(host("https://git.example.com:443/a.git"), Some(("git.example.com".into(), None)), "the default port");
+    assert_eq!(host("http://127.0.0.1:3000/a.git"), Some(("127.0.0.1".into(), Some(3000))));
+    assert_eq!(host("ssh://git@git.example.com:2222/a.git"), Some(("git.example.com".into(), Some(2222))));
+    assert_eq!(host("git@git.example.com:team/a.git"), Some(("git.example.com".into(), None)));
+    assert_eq!(host("file:///srv/git/a.git"), None);
+}
