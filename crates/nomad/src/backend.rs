@@ -28,7 +28,7 @@ use crate::api::{AllocListStub, ClientStatus, LogType, TaskEventType, TaskStatus
 use crate::client::{Blocking, NomadClient};
 use crate::error::NomadError;
 use crate::job::RegisterRequest;
-use crate::render::{RenderConfig, render};
+use crate::render::{self, RenderConfig, render};
 
 /// Settings of the Nomad backend.
 #[derive(Clone, Debug)]
@@ -108,6 +108,40 @@ impl NomadBackend {
     }
 }
 
+/// What a rendered job could not carry as the caller meant it.
+fn unsupported(spec: &JobSpec) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if spec.test_entry_point {
+        // The image's own entry point runs without a shell of ours to decode an encoded value,
+        // and Nomad would replace the `${...}` before the test saw it.
+        for (name, value) in &spec.test.env {
+            if render::nomad_interpolates(value) {
+                problems.push(Problem::new(
+                    format!("test.env.{name}"),
+                    "holds `${...}`, which Nomad replaces with its own variables in a task's environment, and the \
+                     image's entry point (test_entry_point) runs with no shell to pass it on literally; write it \
+                     without `${`, or use test_commands",
+                ));
+            }
+        }
+    }
+    if !spec.test_commands.is_empty() {
+        let var = render::TEST_COMMAND_VAR;
+        let reason = format!("{var} carries the test command on the Nomad backend; choose another name");
+        if spec.test.env.keys().any(|name| name.as_str() == var) {
+            problems.push(Problem::new(format!("test.env.{var}"), reason.clone()));
+        }
+        for (i, secret) in spec.test.vault_secrets.iter().enumerate() {
+            for (field, env) in &secret.fields {
+                if env.as_str() == var {
+                    problems.push(Problem::new(format!("test.vault_secrets[{i}].fields.{field}"), reason.clone()));
+                }
+            }
+        }
+    }
+    problems
+}
+
 fn backend_error(context: &str, error: NomadError) -> BackendError {
     BackendError::Unavailable(format!("{context}: {error}"))
 }
@@ -118,8 +152,8 @@ impl Backend for NomadBackend {
         "nomad"
     }
 
-    fn unsupported(&self, _spec: &JobSpec) -> Vec<Problem> {
-        Vec::new()
+    fn unsupported(&self, spec: &JobSpec) -> Vec<Problem> {
+        unsupported(spec)
     }
 
     async fn start(&self, spec: &RunSpec) -> Result<Started, BackendError> {
@@ -598,5 +632,41 @@ mod tests {
         assert_eq!(take_lines(&mut buffer), ["three"]);
         assert!(buffer.is_empty());
         assert!(take_lines(&mut b"no newline".to_vec()).is_empty());
+    }
+
+    fn spec(extra: serde_json::Value) -> JobSpec {
+        let mut job = serde_json::json!({
+            "repo_url": "https://git.example.com/app.git",
+            "image_name": "app",
+            "registry_url": "registry.example.com",
+        });
+        for (key, value) in extra.as_object().into_iter().flatten() {
+            job[key] = value.clone();
+        }
+        jobforge_core::validate::job_spec(&job).unwrap_or_else(|problems| panic!("{problems:?}"))
+    }
+
+    fn fields(spec: &JobSpec) -> Vec<String> {
+        unsupported(spec).into_iter().map(|p| p.field).collect::<Vec<_>>()
+    }
+
+    #[test]
+    fn what_a_rendered_job_cannot_carry_is_refused_by_field() {
+        let env = serde_json::json!({"A": "${NOMAD_JOB_NAME}", "B": "$HOME ${HOME:-x} ${}", "C": "plain"});
+        // Through the test wrapper every value arrives literally.
+        assert!(fields(&spec(serde_json::json!({"test_commands": ["true"], "test": {"env": env}}))).is_empty());
+        // The image's entry point has no wrapper: only the value Nomad would rewrite is refused.
+        let entry = spec(serde_json::json!({"test_entry_point": true, "test": {"env": env}}));
+        assert_eq!(fields(&entry), ["test.env.A"]);
+        assert!(unsupported(&entry)[0].message.contains("test_entry_point"));
+        // The wrapper's own variable cannot be the caller's too.
+        let clash = serde_json::json!({
+            "test_commands": ["true"],
+            "test": {
+                "env": {"JF_TEST_COMMAND": "x"},
+                "vault_secrets": [{"path": "app/db", "fields": {"password": "JF_TEST_COMMAND"}}],
+            },
+        });
+        assert_eq!(fields(&spec(clash)), ["test.env.JF_TEST_COMMAND", "test.vault_secrets[0].fields.password"]);
     }
 }

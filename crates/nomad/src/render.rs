@@ -6,8 +6,12 @@
 //! - `Type: batch`, restart attempts 0 and reschedule attempts 0: a failed phase is never run
 //!   again behind the engine's back;
 //! - `Meta` names the jobforge job, phase and test;
-//! - credentials only as Vault `template` stanzas reading a secret *path*, never a value;
-//! - user data reaches scripts only as environment variables (the scripts are constants).
+//! - credentials only as Vault `template` stanzas reading a secret *path*, never a value, and
+//!   only in the tasks that use them: a test task gets no registry credentials;
+//! - user data reaches scripts only as environment variables (the scripts are constants), and
+//!   [`encode`]d there, because Nomad interpolates `${...}` in `Env` values; the driver config
+//!   holds only constant text and checked image names, with neither `${` nor `%{` in it,
+//!   because Nomad evaluates it as an HCL template.
 
 use std::collections::BTreeMap;
 
@@ -22,8 +26,49 @@ use crate::job::{
     Template, Vault, VolumeMount, VolumeRequest,
 };
 
+const DECODE_SCRIPT: &str = include_str!("render/decode.sh");
 const BUILD_SCRIPT: &str = include_str!("render/build.sh");
 const PUBLISH_SCRIPT: &str = include_str!("render/publish.sh");
+const TEST_SCRIPT: &str = include_str!("render/test.sh");
+
+/// The environment variable holding a command test's command, [`encode`]d.
+pub const TEST_COMMAND_VAR: &str = "JF_TEST_COMMAND";
+
+/// A script as a task runs it: the shared decoder, then the script.
+fn script(body: &str) -> String {
+    format!("{DECODE_SCRIPT}{body}")
+}
+
+/// A caller's value as it goes into a task's `Env`: with no `$` left for Nomad to interpolate,
+/// and on one line. Nomad replaces `${name}` in every `Env` value with its own variables (node
+/// attributes, `NOMAD_*`) and has no escape for it in the JSON API; so `\` is written `\\`,
+/// `$` `\0044` and a newline `\0012`, the escapes `printf '%b'` turns back into bytes in
+/// every POSIX shell. `jf_decode` in `render/decode.sh` does that in the task. One line, so a
+/// value can never pass for another variable where the environment is read line by line.
+pub fn encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '$' => out.push_str("\\0044"),
+            '\n' => out.push_str("\\0012"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Whether Nomad would rewrite part of `value` in a task's `Env`: its `ReplaceEnv` replaces
+/// each match of `\$\{[a-zA-Z0-9_\-\.\[\]]+\}` whose key it knows, and which keys a client
+/// knows (node attributes, meta) is not ours to tell, so any match counts.
+pub fn nomad_interpolates(value: &str) -> bool {
+    let key = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '[' | ']');
+    value.match_indices("${").any(|(at, _)| {
+        let rest = &value[at + 2..];
+        let len = rest.find(|c: char| !key(c)).unwrap_or(rest.len());
+        len > 0 && rest[len..].starts_with('}')
+    })
+}
 
 /// The user the build runs as, and its subordinate id range (the seed's
 /// `user = "build:10000:65536"`), for rootless buildah.
@@ -202,18 +247,20 @@ fn build_task(config: &RenderConfig, work: &BuildWork) -> Task {
         ("STORAGE_DRIVER".to_owned(), "overlay".to_owned()),
         // Storage under the mounted layer cache, also when buildah runs rootless.
         ("CONTAINERS_STORAGE_CONF".to_owned(), "/local/storage.conf".to_owned()),
-        ("JF_REPO_URL".to_owned(), work.repo_url.to_string()),
-        ("JF_GIT_REF".to_owned(), work.git_ref.to_string()),
+        ("JF_REPO_URL".to_owned(), encode(work.repo_url.as_str())),
+        ("JF_GIT_REF".to_owned(), encode(work.git_ref.as_str())),
         ("JF_GIT_REF_IS_COMMIT".to_owned(), work.git_ref.is_commit().to_string()),
-        ("JF_DOCKERFILE".to_owned(), work.dockerfile.to_string()),
-        ("JF_CONTEXT".to_owned(), work.context.to_string()),
-        ("JF_IMAGE".to_owned(), work.image.to_string()),
-        ("JF_REGISTRY".to_owned(), registry.to_string()),
+        ("JF_DOCKERFILE".to_owned(), encode(work.dockerfile.as_str())),
+        ("JF_CONTEXT".to_owned(), encode(work.context.as_str())),
+        ("JF_IMAGE".to_owned(), encode(&work.image.to_string())),
+        ("JF_REGISTRY".to_owned(), encode(&registry.to_string())),
         ("JF_TLS_VERIFY".to_owned(), config.tls_verify(registry).to_owned()),
         ("JF_NO_CACHE".to_owned(), work.no_cache.to_string()),
+        // Checked variable names: nothing in them for Nomad to interpolate.
+        ("JF_BUILD_ARG_NAMES".to_owned(), work.build_args.keys().map(|n| n.as_str()).collect::<Vec<_>>().join(" ")),
     ]);
     for (name, value) in &work.build_args {
-        env.insert(format!("JF_BUILD_ARG_{name}"), value.clone());
+        env.insert(format!("JF_BUILD_ARG_{name}"), encode(value));
     }
     let mut templates = vec![
         constant_template("local/subuid", &format!("{BUILD_ID_RANGE}\n")),
@@ -224,7 +271,7 @@ fn build_task(config: &RenderConfig, work: &BuildWork) -> Task {
     templates.extend(
         work.registry_credentials.as_ref().map(|path| credentials_template(config, path, "registry", "JF_REGISTRY")),
     );
-    let mut config_map = buildah_config(config, BUILD_SCRIPT);
+    let mut config_map = buildah_config(config, &script(BUILD_SCRIPT));
     config_map.insert("devices".into(), serde_json::json!([{"host_path": "/dev/fuse", "container_path": "/dev/fuse"}]));
     config_map.insert(
         "mount".into(),
@@ -260,13 +307,10 @@ runroot = \"/tmp/containers/run\"\n\
 rootless_storage_path = \"/var/lib/containers/storage\"\n";
 
 fn test_task(config: &RenderConfig, work: &TestWork) -> Task {
-    // The seed's config, exactly: image, and for a command `sh -c <command>`.
+    // The seed's config: the image, and for a command `sh -c`. The command and the job's env
+    // go through the encoded environment (see `encode`), decoded by the constant wrapper.
     let mut docker = serde_json::Map::new();
     docker.insert("image".into(), serde_json::Value::String(work.image.to_string()));
-    if let TestCase::Command(command) = &work.case {
-        docker.insert("command".into(), "sh".into());
-        docker.insert("args".into(), serde_json::json!(["-c", command]));
-    }
     let mut templates: Vec<Template> = Vec::new();
     for (i, secret) in work.vault_secrets.iter().enumerate() {
         let lines: String = secret
@@ -276,15 +320,35 @@ fn test_task(config: &RenderConfig, work: &TestWork) -> Task {
             .collect();
         templates.push(vault_template(config, &secret.path, &format!("secrets/vault-{i}.env"), &lines));
     }
-    if let Some(path) = &work.registry_credentials {
-        templates.push(credentials_template(config, path, "registry", "JF_REGISTRY"));
-        // Nomad interpolates the task environment (templates included) into driver config.
-        docker.insert(
-            "auth".into(),
-            serde_json::json!({"username": "${JF_REGISTRY_USERNAME}", "password": "${JF_REGISTRY_PASSWORD}"}),
-        );
+    // No registry credentials: the test is the caller's code, and anything in its environment
+    // is the caller's to read. The client's docker plugin pulls the temp image with the
+    // node's own registry auth (docs/nomad.md).
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    match &work.case {
+        TestCase::Command(command) => {
+            // A template's variable wins over `Env` in Nomad, and arrives as it is: the
+            // wrapper must not decode it.
+            let from_templates: Vec<&str> =
+                work.vault_secrets.iter().flat_map(|s| s.fields.values()).map(|n| n.as_str()).collect();
+            let mut args = vec!["-c".to_owned(), script(TEST_SCRIPT), "sh".to_owned()];
+            for (name, value) in &work.env {
+                if name.as_str() == TEST_COMMAND_VAR {
+                    // Refused at submission (`NomadBackend::unsupported`): the command wins.
+                    continue;
+                }
+                env.insert(name.to_string(), encode(value));
+                if !from_templates.contains(&name.as_str()) {
+                    args.push(name.to_string());
+                }
+            }
+            env.insert(TEST_COMMAND_VAR.to_owned(), encode(command));
+            docker.insert("command".into(), "sh".into());
+            docker.insert("args".into(), serde_json::json!(args));
+        }
+        // No shell to decode anything: the values go as they are, and the backend refuses at
+        // submission the ones Nomad would rewrite (`NomadBackend::unsupported`).
+        TestCase::EntryPoint => env.extend(work.env.iter().map(|(k, v)| (k.to_string(), v.clone()))),
     }
-    let mut env: BTreeMap<String, String> = work.env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
     if work.gpu_required {
         docker.insert("runtime".into(), "nvidia".into());
         env.entry("NVIDIA_VISIBLE_DEVICES".into()).or_insert_with(|| "all".into());
@@ -326,11 +390,11 @@ fn publish_task(config: &RenderConfig, work: &PublishWork) -> Task {
     let target_registry = work.targets.first().map(|t| t.registry.clone()).unwrap_or_else(|| source_registry.clone());
     let env = BTreeMap::from([
         ("BUILDAH_ISOLATION".to_owned(), "chroot".to_owned()),
-        ("JF_SOURCE".to_owned(), work.source.to_string()),
-        ("JF_SOURCE_REGISTRY".to_owned(), source_registry.to_string()),
+        ("JF_SOURCE".to_owned(), encode(&work.source.to_string())),
+        ("JF_SOURCE_REGISTRY".to_owned(), encode(&source_registry.to_string())),
         ("JF_SOURCE_TLS_VERIFY".to_owned(), config.tls_verify(source_registry).to_owned()),
-        ("JF_TARGETS".to_owned(), work.targets.iter().map(ImageRef::to_string).collect::<Vec<_>>().join(" ")),
-        ("JF_TARGET_REGISTRY".to_owned(), target_registry.to_string()),
+        ("JF_TARGETS".to_owned(), encode(&work.targets.iter().map(ImageRef::to_string).collect::<Vec<_>>().join(" "))),
+        ("JF_TARGET_REGISTRY".to_owned(), encode(&target_registry.to_string())),
         ("JF_TARGET_TLS_VERIFY".to_owned(), config.tls_verify(&target_registry).to_owned()),
     ]);
     let mut templates = Vec::new();
@@ -340,7 +404,7 @@ fn publish_task(config: &RenderConfig, work: &PublishWork) -> Task {
     Task {
         name: Phase::Publish.to_string(),
         driver: "docker".into(),
-        config: buildah_config(config, PUBLISH_SCRIPT),
+        config: buildah_config(config, &script(PUBLISH_SCRIPT)),
         env,
         templates,
         vault,

@@ -219,3 +219,37 @@ async fn nomad_jobs_of_no_live_job_are_removed_at_start_up_and_on_demand() {
     cluster.service.restart();
     assert!(!cluster.nomad.jobs().contains(&later), "start-up removes zombies");
 }
+
+/// Nomad rewrites `${...}` in task environments and evaluates its driver config as a template
+/// (the fake does both, as Nomad does): a caller's values must still reach the tasks literally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_values_reach_the_tasks_literally_whatever_nomad_interpolates() {
+    let cluster = Cluster::start(&[]).await;
+    let client = cluster.service.client();
+    let repo = repo_with_dockerfile(&format!("{BUSYBOX_BASE}ARG X\nRUN echo \"build arg: $X\"\n"));
+    let branch = "jf-${NOMAD_JOB_NAME}";
+    repo.branch(branch);
+    let mut config = job(&repo.file_url(), &cluster.registry, "app", &["v1"]);
+    config["git_ref"] = json!(branch);
+    config["build_args"] = json!({"X": "${attr.unique.hostname} \\0044 $HOME"});
+    config["test"] = json!({"env": {"A": "${NOMAD_JOB_NAME}", "B": "${attr.unique.hostname}\\n"}});
+    config["test_commands"] = json!([r#"echo '${NOMAD_TASK_DIR}' ${HOME:+x} "A=$A" "B=$B" "$0" "$#""#]);
+    let id = client.submit(&config).await.unwrap().job_id;
+    let end = wait_end(&client, id).await;
+    let logs = all_logs(&client, id).await;
+    assert_eq!(end.status, JobStatus::Succeeded, "{end:#?}\n{}", texts(&logs));
+    let build = |text: &str| logs.iter().any(|l| l.phase == Phase::Build && l.text == text);
+    assert!(build("build arg: ${attr.unique.hostname} \\0044 $HOME"), "{}", texts(&logs));
+    assert!(build(&format!("==> fetching {branch} from {}", repo.file_url())), "{}", texts(&logs));
+    let test: Vec<&str> =
+        logs.iter().filter(|l| l.test == Some(0) && l.stream != Stream::System).map(|l| l.text.as_str()).collect();
+    assert_eq!(test, [r"${NOMAD_TASK_DIR} x A=${NOMAD_JOB_NAME} B=${attr.unique.hostname}\n sh 0"], "{}", texts(&logs));
+
+    // The image's own entry point runs with no shell to decode a value: refused at submission.
+    config["test_entry_point"] = json!(true);
+    let err = client.submit(&config).await.unwrap_err();
+    assert_eq!(err.status(), Some(422), "{err}");
+    let fields: Vec<&str> = err.problems().iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(fields, ["test.env.A", "test.env.B"], "{err}");
+    assert!(err.problems()[0].message.contains("test_entry_point"), "{err}");
+}

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Inner;
 use super::driver::{self, Prepared, TaskPaths};
+use super::interpolate::replace_env;
 use super::records::{Alloc, TaskEvent, TaskState, now_nanos};
 use super::scheduler::{new_eval, reschedule_decision};
 
@@ -447,6 +448,10 @@ async fn run_task(ctx: &TaskCtx) -> bool {
         let decision = match attempt(ctx, &env).await {
             Attempt::Killed => return false,
             Attempt::StartFailed(error) => {
+                if error.validation {
+                    // The task runner reports a config it cannot decode twice over.
+                    ctx.emit(TaskEvent::new("Failed Validation").validation_error(&error.message));
+                }
                 ctx.emit(TaskEvent::new("Driver Failure").driver_error(&error.message));
                 tracker.on_start_error(error.recoverable)
             }
@@ -582,13 +587,15 @@ async fn attempt(ctx: &TaskCtx, env: &BTreeMap<String, String>) -> Attempt {
         Attempt::Exited(exit) if exit.start_error.is_some() => Attempt::StartFailed(driver::DriverError {
             message: exit.start_error.unwrap_or_default(),
             recoverable: true,
+            validation: false,
         }),
         other => other,
     }
 }
 
 /// The task's environment: the NOMAD_* variables (paths as the task sees them: inside the
-/// container for podman, on the host for host runs), then the task's `Env`, interpolated.
+/// container for podman, on the host for host runs), then the task's `Env`, each value through
+/// Nomad's `ReplaceEnv`. Template variables are added later, as they render, uninterpolated.
 fn task_env(ctx: &TaskCtx, host_run: bool) -> BTreeMap<String, String> {
     let inner = &ctx.inner;
     let alloc = &ctx.alloc;
@@ -647,38 +654,9 @@ fn task_env(ctx: &TaskCtx, host_run: bool) -> BTreeMap<String, String> {
     }
     let base = env.clone();
     for (key, value) in ctx.task["Env"].as_object().into_iter().flatten() {
-        env.insert(key.clone(), interpolate(inner, &text(value), &base));
+        env.insert(key.clone(), replace_env(&inner.node, &text(value), &base));
     }
     env
-}
-
-/// Nomad's `${...}` interpolation: task environment variables, node attributes and meta.
-pub(crate) fn interpolate(inner: &Inner, text: &str, env: &BTreeMap<String, String>) -> String {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start..];
-        let Some(end) = after.find('}') else {
-            out.push_str(after);
-            return out;
-        };
-        let name = &after[2..end];
-        let value = env.get(name).cloned().or_else(|| {
-            if name.starts_with("attr.") || name.starts_with("meta.") || name.starts_with("node.") {
-                inner.node.resolve(&after[..=end])
-            } else {
-                None
-            }
-        });
-        match value {
-            Some(value) => out.push_str(&value),
-            None => out.push_str(&after[..=end]),
-        }
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    out
 }
 
 enum TemplateError {

@@ -4,7 +4,9 @@
 //! Two ways to run, chosen by the image:
 //! - any image not under a configured buildah prefix runs with **podman** (runc, explicit
 //!   ulimits, host network, the fake's own storage), with the task, secrets and alloc dirs
-//!   mounted at `/local`, `/secrets` and `/alloc` as the docker driver mounts them;
+//!   mounted at `/local`, `/secrets` and `/alloc` as the docker driver mounts them, pulled with
+//!   the task's `auth` or else the node's auth config (`FakeNomadConfig::docker_auth_config`),
+//!   never with anything from the task's environment;
 //! - an image under a buildah prefix (`quay.io/buildah/stable`) runs its `command`/`args`
 //!   **directly on the host**, in the task dir, with the host's buildah, because nested
 //!   buildah-in-podman does not work on these machines. What such a container would see is
@@ -101,11 +103,22 @@ pub(crate) struct Exit {
 pub(crate) struct DriverError {
     pub message: String,
     pub recoverable: bool,
+    /// The driver config could not be decoded (the runner's `Failed Validation` event).
+    pub validation: bool,
 }
 
 impl DriverError {
     fn fatal(message: String) -> DriverError {
-        DriverError { message, recoverable: false }
+        DriverError { message, recoverable: false, validation: false }
+    }
+
+    /// A config string the HCL decoding refused, worded as the task runner's multierror.
+    fn config(diagnostic: String) -> DriverError {
+        DriverError {
+            message: format!("2 errors occurred:\n\t* failed to parse config: \n\t* {diagnostic}\n\n"),
+            recoverable: false,
+            validation: true,
+        }
     }
 }
 
@@ -140,7 +153,8 @@ fn strings(value: &Value) -> Vec<String> {
 }
 
 /// Decide how to run `task`; `env` is the task's full environment (NOMAD_*, `Env`, template
-/// variables), already interpolated.
+/// variables), `Env` already interpolated. Every string of the config is evaluated as the HCL
+/// template Nomad takes it for ([`super::interpolate::driver_template`]) before it is read.
 pub(crate) fn prepare(
     inner: &Inner,
     alloc_id: &str,
@@ -150,8 +164,8 @@ pub(crate) fn prepare(
     paths: &TaskPaths,
 ) -> Result<Prepared, DriverError> {
     let task_name = task["Name"].as_str().unwrap_or_default();
-    let config = &task["Config"];
-    let interpolate = |text: &str| super::client::interpolate(inner, text, env);
+    // Once, before anything reads it: an escape (`$${`) evaluated twice would be lost.
+    let config = &evaluated(inner, &task["Config"], env)?;
     let Some(image) = config["image"].as_str().filter(|i| !i.is_empty()) else {
         return Err(DriverError::fatal(
             "failed to decode driver config: Missing required argument: The argument \"image\" is required, but no \
@@ -159,10 +173,10 @@ pub(crate) fn prepare(
                 .into(),
         ));
     };
-    let image = interpolate(image);
-    let command = config["command"].as_str().map(&interpolate);
-    let args: Vec<String> = strings(&config["args"]).iter().map(|a| interpolate(a)).collect();
-    let entrypoint: Vec<String> = strings(&config["entrypoint"]).iter().map(|a| interpolate(a)).collect();
+    let image = image.to_owned();
+    let command = config["command"].as_str().map(str::to_owned);
+    let args = strings(&config["args"]);
+    let entrypoint = strings(&config["entrypoint"]);
 
     if inner.config.buildah_images.iter().any(|prefix| image.starts_with(prefix.as_str())) {
         let mut argv = entrypoint;
@@ -219,8 +233,11 @@ pub(crate) fn prepare(
     if insecure {
         pull_args.push("--tls-verify=false".into());
     }
+    // The docker driver's order: the task's own `auth`, else the node's auth config.
     if let (Some(user), Some(password)) = (config["auth"]["username"].as_str(), config["auth"]["password"].as_str()) {
         pull_args.push(format!("--creds={user}:{password}"));
+    } else if let Some(auth) = &inner.config.docker_auth_config {
+        pull_args.push(format!("--authfile={}", auth.display()));
     }
     pull_args.push(image.clone());
 
@@ -254,7 +271,6 @@ pub(crate) fn prepare(
         run.push(format!("--volume={}:{destination}{suffix}", host.display()));
     }
     for volume in strings(&config["volumes"]) {
-        let volume = interpolate(&volume);
         let (host, rest) = volume.split_once(':').unwrap_or((volume.as_str(), ""));
         if host.starts_with('/') {
             // The docker plugin's `volumes.enabled` is off by default.
@@ -283,7 +299,7 @@ pub(crate) fn prepare(
         }
     }
     if let Some(dir) = config["work_dir"].as_str() {
-        run.push(format!("--workdir={}", interpolate(dir)));
+        run.push(format!("--workdir={dir}"));
     }
     let kill_signal = task["KillSignal"].as_str().unwrap_or_default();
     if !kill_signal.is_empty() {
@@ -304,6 +320,23 @@ pub(crate) fn prepare(
         || !image.rsplit('/').next().unwrap_or_default().contains(':')
         || image.ends_with(":latest");
     Ok(Prepared::Podman(PodmanRun { image, name, run_args: run, pull_args, force_pull }))
+}
+
+/// The task's `Config` with every string evaluated as the HCL template Nomad's task runner
+/// decodes it as; the first string it refuses fails the task, as it fails Nomad's.
+fn evaluated(inner: &Inner, config: &Value, env: &BTreeMap<String, String>) -> Result<Value, DriverError> {
+    Ok(match config {
+        Value::String(text) => {
+            Value::String(super::interpolate::driver_template(&inner.node, text, env).map_err(DriverError::config)?)
+        }
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|item| evaluated(inner, item, env)).collect::<Result<_, _>>()?)
+        }
+        Value::Object(map) => Value::Object(
+            map.iter().map(|(k, v)| Ok((k.clone(), evaluated(inner, v, env)?))).collect::<Result<_, DriverError>>()?,
+        ),
+        other => other.clone(),
+    })
 }
 
 /// The host paths of the task's `VolumeMounts` (group `Volumes` of type host, resolved through
@@ -398,6 +431,7 @@ pub(crate) async fn pull(inner: &Inner, run: &PodmanRun) -> Result<(), DriverErr
     run_quiet(&argv).await.map_err(|stderr| DriverError {
         message: format!("Failed to pull `{}`: {}", run.image, stderr.trim()),
         recoverable: true,
+        validation: false,
     })
 }
 
@@ -445,6 +479,7 @@ pub(crate) fn start(inner: &Inner, prepared: &Prepared, paths: &TaskPaths) -> Re
     let child = command.spawn().map_err(|e| DriverError {
         message: format!("failed to launch command with executor: {e}"),
         recoverable: true,
+        validation: false,
     })?;
     let target = target_of(child.id().unwrap_or(0));
     Ok(Running { child, target, stderr_len, stderr: paths.stderr.clone(), descendants: Vec::new() })

@@ -10,7 +10,7 @@
 //!
 //! Codemap: `http` (routes, query parameters, blocking, errors) → `state` (the store) ←
 //! `scheduler` (evaluations into allocations) and `client` (allocations into running tasks,
-//! through `driver`); `jobspec` decodes, defaults and validates jobs; `records` holds the wire
+//! through `driver`; `interpolate` is Nomad's `${...}` in `Env` and in the driver config); `jobspec` decodes, defaults and validates jobs; `records` holds the wire
 //! shapes; `logs` and `stream` serve the two streaming endpoints.
 //!
 //! Invariant: the fake never panics on a request; bad input gets Nomad's error. Dropping the
@@ -20,6 +20,7 @@ mod client;
 mod driver;
 mod duration;
 mod http;
+mod interpolate;
 mod jobspec;
 mod logs;
 mod records;
@@ -59,6 +60,10 @@ pub struct FakeNomadConfig {
     pub buildah_images: Vec<String>,
     /// podman's `--root` and `--runroot`; by default under `data_dir/podman`.
     pub podman_storage: Option<(PathBuf, PathBuf)>,
+    /// The docker plugin's node-level registry auth (`plugin "docker" { config { auth {
+    /// config = "..." } } }`): a docker `config.json` the client pulls with when a task's
+    /// config has no `auth` of its own.
+    pub docker_auth_config: Option<PathBuf>,
 }
 
 impl FakeNomadConfig {
@@ -76,6 +81,7 @@ impl FakeNomadConfig {
             acl_token: None,
             buildah_images: vec!["quay.io/buildah/stable".to_owned()],
             podman_storage: None,
+            docker_auth_config: None,
         }
     }
 }

@@ -56,6 +56,7 @@ pub(crate) struct TaskEvent {
     pub start_delay: i64,
     pub failed_sibling: String,
     pub driver_message: String,
+    pub validation_error: String,
 }
 
 impl TaskEvent {
@@ -116,6 +117,11 @@ impl TaskEvent {
         self.detail("driver_error", error)
     }
 
+    pub(crate) fn validation_error(mut self, error: &str) -> Self {
+        self.validation_error = error.to_owned();
+        self.detail("validation_error", error)
+    }
+
     pub(crate) fn setup_error(mut self, error: &str) -> Self {
         self.setup_error = error.to_owned();
         self.detail("setup_error", error)
@@ -136,6 +142,8 @@ impl TaskEvent {
             "Setup Failure" => self.setup_error.clone(),
             "Driver Failure" if self.driver_error.is_empty() => "Failed to start task".to_owned(),
             "Driver Failure" => self.driver_error.clone(),
+            "Failed Validation" if self.validation_error.is_empty() => "Validation of task failed".to_owned(),
+            "Failed Validation" => self.validation_error.clone(),
             "Killing" if !self.kill_reason.is_empty() => format!("Killing task: {}", self.kill_reason),
             "Killing" if self.kill_timeout != 0 => {
                 format!("Sent interrupt. Waiting {} before force killing", go_duration_string(self.kill_timeout))
@@ -189,7 +197,7 @@ impl TaskEvent {
             "KillReason": self.kill_reason,
             "StartDelay": self.start_delay,
             "DownloadError": "",
-            "ValidationError": "",
+            "ValidationError": self.validation_error,
             "DiskLimit": 0,
             "FailedSibling": self.failed_sibling,
             "VaultError": "",
