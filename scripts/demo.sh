@@ -60,8 +60,10 @@ if "$JOBFORGE" --url "$SERVICE" health >/dev/null 2>&1; then
     log "jobforge already answers on $SERVICE; using it"
 else
     log "starting jobforge serve on $SERVICE (data in $DEMO/data, log in $DEMO/service.log)"
+    # The example repository is a local one: the service accepts file:// repositories from
+    # this directory only.
     nohup "$JOBFORGE" serve --listen 127.0.0.1:8080 --data-dir "$DEMO/data" --insecure-registry "$REGISTRY" \
-        >"$DEMO/service.out" 2>"$DEMO/service.log" &
+        --allow-local-repos "$DEMO" >"$DEMO/service.out" 2>"$DEMO/service.log" &
     echo $! >"$DEMO/service.pid"
     for _ in $(seq 100); do "$JOBFORGE" --url "$SERVICE" health >/dev/null 2>&1 && break; sleep 0.1; done
     "$JOBFORGE" --url "$SERVICE" health

@@ -167,6 +167,7 @@ impl Service {
     pub fn start(jobforge: &Path, data: &Path, registry: &str, extra: &[&str]) -> anyhow::Result<Service> {
         let mut child = Command::new(jobforge)
             .args(["serve", "--listen", "127.0.0.1:0", "--insecure-registry", registry])
+            .args(["--allow-local-repos", &std::env::temp_dir().display().to_string()])
             .arg("--data-dir")
             .arg(data.join("data"))
             .args(extra)

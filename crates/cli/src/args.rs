@@ -227,6 +227,23 @@ pub struct ServeArgs {
     #[arg(long, help_heading = "Service")]
     pub insecure_no_auth: bool,
 
+    /// A directory whose git repositories jobs may name as `file://` URLs; repeat for more.
+    /// Without one, `file://` repositories are refused: they would let a caller build and
+    /// publish files of this host.
+    #[arg(
+        long,
+        env = "JOBFORGE_ALLOW_LOCAL_REPOS",
+        value_delimiter = ',',
+        value_name = "DIR",
+        help_heading = "Service"
+    )]
+    pub allow_local_repos: Vec<PathBuf>,
+
+    /// The network of local test containers: `private` (their own namespace; the outside world
+    /// but not this host's loopback) or `host`. [default: private]
+    #[arg(long, env = "JOBFORGE_TEST_NETWORK", value_name = "private|host", help_heading = "Service")]
+    pub test_network: Option<String>,
+
     #[command(flatten)]
     pub data: DataDir,
 

@@ -88,6 +88,18 @@ fn settings(args: ServeArgs) -> anyhow::Result<ServiceConfig> {
     setting!(oci_runtime);
     config.extra_ca_file = args.extra_ca_file.or(file.extra_ca_file);
     config.auth_file = args.auth_file.or(file.auth_file);
+    let test_network = match args.test_network.as_deref() {
+        Some(text) => Some(text.parse().map_err(UsageError)?),
+        None => file.test_network,
+    };
+    config.test_network = test_network.unwrap_or_default();
+    config.local_repos =
+        if args.allow_local_repos.is_empty() { file.allow_local_repos } else { args.allow_local_repos };
+    if let Some(dir) = config.local_repos.iter().find(|dir| !dir.is_absolute()) {
+        return Err(
+            UsageError(format!("--allow-local-repos needs an absolute directory, not {}", dir.display())).into()
+        );
+    }
     config.insecure_no_auth = args.insecure_no_auth;
     config.nomad = file.nomad;
     config.nomad.merge(args.nomad.settings());

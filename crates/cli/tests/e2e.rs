@@ -169,6 +169,33 @@ async fn entry_point_mode_runs_the_images_own_command() {
     assert!(logs.iter().any(|l| l.phase == Phase::Test && l.text == EXAMPLE_OUTPUT), "{}", texts(&logs));
 }
 
+/// Tests run callers' code: in their own network namespace they cannot reach this service's
+/// API or anything else on the host's loopback, unless the operator says `--test-network host`.
+#[tokio::test]
+async fn tests_cannot_reach_the_hosts_loopback_unless_the_operator_allows_it() {
+    let registry = TestRegistry::start();
+    let repo = GitRepo::example();
+    for (extra, reachable) in [(&[][..], false), (&["--test-network", "host"][..], true)] {
+        let data = tempfile::tempdir().unwrap();
+        let service = Service::start(data.path(), &registry, extra);
+        let port = service.url.rsplit(':').next().unwrap().to_owned();
+        let mut config = job(&repo.file_url(), &registry, "app", &["net"]);
+        let probe =
+            format!("if echo | nc -w 2 127.0.0.1 {port} >/dev/null 2>&1; then echo reached; else echo unreachable; fi");
+        config["test_commands"] = serde_json::json!([probe]);
+        let client = service.client();
+        let id = client.submit(&config).await.unwrap().job_id;
+        let end = wait_end(&client, id).await;
+        assert_eq!(end.status, JobStatus::Succeeded, "{end:#?}");
+        let said = texts(&all_logs(&client, id).await);
+        let want = if reachable { "reached" } else { "unreachable" };
+        assert!(
+            said.lines().any(|l| l == format!("[test Stdout] {want}")),
+            "with {extra:?} the service is {want}: {said}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_job_without_tests_goes_from_build_to_publish() {
     let registry = TestRegistry::start();

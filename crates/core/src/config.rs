@@ -279,6 +279,14 @@ impl RepoUrl {
         self.0.starts_with("file://")
     }
 
+    /// The local path of a `file://` repository.
+    pub fn file_path(&self) -> Option<std::path::PathBuf> {
+        if !self.is_file() {
+            return None;
+        }
+        url::Url::parse(&self.0).ok()?.to_file_path().ok()
+    }
+
     /// The host git connects to, and the port when the URL names one that is not its scheme's
     /// default; `None` for a `file://` repository.
     pub fn host(&self) -> Option<(String, Option<u16>)> {

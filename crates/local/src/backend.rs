@@ -29,7 +29,7 @@ use crate::follow;
 use crate::plan::{self, Places, Resolved};
 use crate::rundir::{RunDir, create_locked};
 use crate::shim::LOCK_FD;
-use crate::tools::Tools;
+use crate::tools::{TestNetwork, Tools};
 use crate::watch::Watcher;
 
 /// How long a forced stop waits for the shim to record the end before killing the shim too.
@@ -48,6 +48,7 @@ pub struct LocalConfig {
     pub insecure_registries: Vec<RegistryHost>,
     /// Extra CA certificates (PEM) trusted for git over https, on top of the system's.
     pub extra_ca_file: Option<PathBuf>,
+    pub test_network: TestNetwork,
 }
 
 impl LocalConfig {
@@ -60,6 +61,7 @@ impl LocalConfig {
             ulimits: vec!["nofile=1024:1024".into(), "nproc=1024:1024".into()],
             insecure_registries: Vec::new(),
             extra_ca_file: None,
+            test_network: TestNetwork::Private,
         }
     }
 }
@@ -122,6 +124,7 @@ impl LocalBackend {
             oci_runtime: config.oci_runtime.clone(),
             ulimits: config.ulimits.clone(),
             insecure: config.insecure_registries.clone(),
+            test_network: config.test_network,
         };
         let watcher = tokio::sync::OnceCell::new();
         Ok(LocalBackend { inner: Arc::new(Inner { config, watcher, tools, secrets, runs, work, tmp, git_ca_bundle }) })
@@ -150,6 +153,13 @@ impl LocalBackend {
         env.insert("TMPDIR".into(), self.inner.tmp.display().to_string());
         env.insert("LANG".into(), "C.UTF-8".into());
         env.insert("GIT_TERMINAL_PROMPT".into(), "0".into());
+        // git speaks only the schemes a repo_url may have (no `ext::` commands, no other
+        // remote helpers), reads no system or user configuration, and ssh uses no user
+        // config or agent of the service's: HOME above is the job's own, empty.
+        env.insert("GIT_ALLOW_PROTOCOL".into(), "https:http:ssh:git:file".into());
+        env.insert("GIT_CONFIG_NOSYSTEM".into(), "1".into());
+        env.insert("GIT_CONFIG_GLOBAL".into(), "/dev/null".into());
+        env.insert("GIT_SSH_COMMAND".into(), "ssh -F /dev/null -o BatchMode=yes -o IdentityAgent=none".into());
         for name in ["HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"] {
             if let Ok(value) = std::env::var(name) {
                 env.insert(name.into(), value);

@@ -26,3 +26,4 @@ pub mod watch;
 
 pub use backend::{LocalBackend, LocalConfig, LocalError};
 pub use secrets::FileSecrets;
+pub use tools::TestNetwork;

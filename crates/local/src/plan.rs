@@ -19,7 +19,7 @@ use jobforge_core::{JobId, RunId};
 
 use crate::rundir::RunMeta;
 use crate::shim::{SecretFile, ShimSpec, Step, Want};
-use crate::tools::Tools;
+use crate::tools::{TestNetwork, Tools};
 
 /// Git's credential helper: answers `get` from the environment, so the values never appear in
 /// an argument list or a file.
@@ -231,7 +231,10 @@ fn test_step(
     secrets: &Resolved,
 ) -> Step {
     let job: JobId = run.job();
-    let mut args: Vec<String> = ["run", "--rm", "--quiet", "--init", "--network", "host"].map(String::from).to_vec();
+    let mut args: Vec<String> = ["run", "--rm", "--quiet", "--init"].map(String::from).to_vec();
+    if tools.test_network == TestNetwork::Host {
+        args.extend(["--network".into(), "host".into()]);
+    }
     args.extend(["--name".into(), name.to_owned()]);
     args.extend(["--label".into(), format!("jobforge.job={job}")]);
     for ulimit in &tools.ulimits {

@@ -28,6 +28,31 @@ pub struct Tools {
     pub ulimits: Vec<String>,
     /// Registries reached over plain http without TLS verification.
     pub insecure: Vec<RegistryHost>,
+    /// The network test containers get.
+    pub test_network: TestNetwork,
+}
+
+/// The network of test containers: an operator's choice, never a caller's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TestNetwork {
+    /// Their own network namespace on podman's default network: the outside world, but not
+    /// the host's loopback, where this service and its registry listen.
+    #[default]
+    Private,
+    /// The host's network, loopback included.
+    Host,
+}
+
+impl std::str::FromStr for TestNetwork {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "private" => Ok(TestNetwork::Private),
+            "host" => Ok(TestNetwork::Host),
+            other => Err(format!("unknown test network {other:?} (expected private or host)")),
+        }
+    }
 }
 
 impl Tools {

@@ -68,6 +68,10 @@ pub struct ServiceConfig {
     pub storage_driver: String,
     pub oci_runtime: String,
     pub extra_ca_file: Option<PathBuf>,
+    /// The network of local test containers.
+    pub test_network: jobforge_local::TestNetwork,
+    /// Directories whose repositories jobs may name as `file://` (`--allow-local-repos`).
+    pub local_repos: Vec<PathBuf>,
     /// How often backend runs of no live job are looked for and removed.
     pub zombie_sweep: Duration,
     /// The shim command of the local backend (program and leading arguments).
@@ -284,6 +288,8 @@ impl ServiceConfig {
             storage_driver: "overlay".into(),
             oci_runtime: "runc".into(),
             extra_ca_file: None,
+            test_network: jobforge_local::TestNetwork::Private,
+            local_repos: Vec::new(),
             zombie_sweep: Duration::from_mins(5),
             shim,
             nomad: NomadSettings::default(),
@@ -306,6 +312,7 @@ impl ServiceConfig {
             temp_registry_credentials: self.temp_registry_credentials.clone(),
             max_active_jobs: self.max_active_jobs,
             secrets_need_hosts: self.auth_file.is_some(),
+            local_repos: self.local_repos.clone(),
             ..Settings::default()
         }
     }
@@ -339,6 +346,9 @@ pub struct ConfigFile {
     pub oci_runtime: Option<String>,
     pub extra_ca_file: Option<PathBuf>,
     pub auth_file: Option<PathBuf>,
+    pub test_network: Option<jobforge_local::TestNetwork>,
+    #[serde(default)]
+    pub allow_local_repos: Vec<PathBuf>,
     pub zombie_sweep: Option<Duration>,
     #[serde(default)]
     pub nomad: NomadSettings,

@@ -85,6 +85,7 @@ pub async fn wire(
             local.oci_runtime = config.oci_runtime.clone();
             local.insecure_registries = config.insecure_registries.clone();
             local.extra_ca_file = config.extra_ca_file.clone();
+            local.test_network = config.test_network;
             Arc::new(LocalBackend::new(local, secrets.clone())?)
         }
         BackendKind::Nomad => Arc::new(nomad_backend(config)?),

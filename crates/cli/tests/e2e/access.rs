@@ -260,3 +260,35 @@ async fn secrets_go_only_to_the_hosts_they_name() {
     let (status, body) = submit(&shared, Some(ADMIN), json!({"registry_credentials_path": "registry/app"})).await;
     assert_eq!(status, 201, "{body}");
 }
+
+/// `file://` repositories only from the directories the operator allowed: a caller may not make
+/// the service build (and publish) the host's own files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_repositories_come_only_from_allowed_directories() {
+    let registry = TestRegistry::start();
+    let data = tempfile::tempdir().unwrap();
+    let service = Service::start(data.path(), &registry, &[]);
+    for outside in ["file:///etc", "file:///root/.ssh", &format!("file://{}/../etc", std::env::temp_dir().display())] {
+        let config = job(outside, &registry, "app", &["v1"]);
+        let (status, body) = call(reqwest::Method::POST, format!("{}/v1/jobs", service.url), None, Some(config)).await;
+        assert_eq!((status, body["problems"][0]["field"].as_str()), (422, Some("repo_url")), "{outside}: {body}");
+        assert!(body["problems"][0]["message"].as_str().unwrap().contains("outside the directories"), "{body}");
+    }
+    let repo = GitRepo::example();
+    let (status, body) = call(
+        reqwest::Method::POST,
+        format!("{}/v1/jobs", service.url),
+        None,
+        Some(job(&repo.file_url(), &registry, "app", &["v1"])),
+    )
+    .await;
+    assert_eq!(status, 201, "a repository in an allowed directory: {body}");
+
+    let strict = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(jobforge())
+        .args(["serve", "--data-dir", strict.path().to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args(["--allow-local-repos", "relative/dir"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("absolute"));
+}

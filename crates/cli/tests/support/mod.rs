@@ -47,6 +47,9 @@ impl Service {
             registry.host(),
             "--kill-grace".into(),
             "2s".into(),
+            // The tests' repositories are made under the temp directory.
+            "--allow-local-repos".into(),
+            std::env::temp_dir().display().to_string(),
         ];
         args.extend(extra.iter().map(|a| (*a).to_owned()));
         Self::spawn(data, args)

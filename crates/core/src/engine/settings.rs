@@ -37,6 +37,9 @@ pub struct Settings {
     /// Whether a secret sent to a host must name its allowed hosts (a service shared by
     /// tokens); otherwise one without them may go to whatever host a job names.
     pub secrets_need_hosts: bool,
+    /// Directories whose repositories jobs may name as `file://`; none allows none: a
+    /// caller must not make the service read (and publish) files of its own host.
+    pub local_repos: Vec<std::path::PathBuf>,
 }
 
 impl Default for Settings {
@@ -53,6 +56,7 @@ impl Default for Settings {
             resources: ResourceLimits::default(),
             temp_prefix: Repository::temp_prefix(),
             secrets_need_hosts: false,
+            local_repos: Vec::new(),
         }
     }
 }

@@ -25,6 +25,9 @@ impl Engine {
             return Err(SubmitError::Unsupported(unsupported));
         }
         let settings = self.settings();
+        if let Some(problem) = local_repo_refused(&spec, &settings.local_repos) {
+            return Err(SubmitError::Unsupported(vec![problem]));
+        }
         self.check_secrets(&spec, settings.secrets_need_hosts).await?;
         settings.resolve(&mut spec);
         let id = JobId::new();
@@ -89,6 +92,26 @@ impl Engine {
         }
         if misplaced.is_empty() { Ok(()) } else { Err(SubmitError::MisplacedSecrets(misplaced)) }
     }
+}
+
+/// Why a `file://` repository may not be used, if it may not: it must lie under one of the
+/// directories the operator allowed, compared component by component (the URL's `..` are
+/// already resolved when it is parsed). Symbolic links are not followed: this crate reads no
+/// files, and what lies in an allowed directory is the operator's.
+fn local_repo_refused(spec: &JobSpec, allowed: &[std::path::PathBuf]) -> Option<Problem> {
+    let path = spec.repo_url.file_path()?;
+    let inside = allowed.iter().any(|dir| path.starts_with(dir));
+    let message = match allowed {
+        _ if inside => return None,
+        [] => "is a file:// repository, which this service does not accept (an operator allows directories \
+               with --allow-local-repos)"
+            .to_owned(),
+        dirs => {
+            let dirs: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+            format!("is a file:// repository outside the directories this service accepts ({})", dirs.join(", "))
+        }
+    };
+    Some(Problem::new("repo_url", message))
 }
 
 /// Where the secret named by `field` is sent: host, port, and the field that names the host.

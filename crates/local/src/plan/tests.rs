@@ -23,6 +23,7 @@ fn tools() -> Tools {
         oci_runtime: "runc".into(),
         ulimits: vec!["nofile=1024:1024".into()],
         insecure: vec!["127.0.0.1:5000".parse().unwrap()],
+        test_network: crate::tools::TestNetwork::Private,
     }
 }
 
@@ -177,4 +178,30 @@ fn publish_copies_the_digest_to_every_tag() {
     let plan = plan(&tools(), &places(), &run, &Resolved::default());
     insta::assert_json_snapshot!(render(&plan));
     let _ = TestCase::EntryPoint;
+}
+
+#[test]
+fn tests_get_the_hosts_network_only_when_the_operator_says_so() {
+    let spec = RunSpec {
+        id: RunKey::test(job(), 0).id(),
+        work: RunWork::Test(TestWork {
+            image: "127.0.0.1:5000/temp/x@sha256:0000000000000000000000000000000000000000000000000000000000000000"
+                .parse()
+                .unwrap(),
+            case: TestCase::Command("true".into()),
+            env: Default::default(),
+            vault_secrets: Vec::new(),
+            registry_credentials: None,
+            constraints: Vec::new(),
+            gpu_required: false,
+        }),
+        resources: Default::default(),
+    };
+    let argv = |tools: &Tools| -> String {
+        let plan = plan(tools, &places(), &spec, &Resolved::default());
+        serde_json::to_string(&plan.spec).unwrap()
+    };
+    assert!(!argv(&tools()).contains("\"--network\""), "a private network by default");
+    let host = Tools { test_network: crate::tools::TestNetwork::Host, ..tools() };
+    assert!(argv(&host).contains("\"--network\",\"host\""));
 }
