@@ -196,6 +196,79 @@ async fn tests_cannot_reach_the_hosts_loopback_unless_the_operator_allows_it() {
     }
 }
 
+/// Peak resident memory (VmHWM, kB) of a process, or of nothing once it is gone.
+fn peak_kb(pid: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap_or("VmHWM: 0 kB");
+    line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+/// The pids of running `jobforge shim` processes.
+fn shims() -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+            args.first().is_some_and(|a| a.ends_with(b"jobforge")) && args.get(1) == Some(&&b"shim"[..])
+        })
+        .collect()
+}
+
+/// A test that prints 500 MB without a newline: the job ends, jobforge holds one bounded line
+/// of it (the service and the run's shim stay far below 200 MB), and the log says it was cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_without_newlines_is_cut_and_memory_stays_bounded() {
+    let registry = TestRegistry::start();
+    let data = tempfile::tempdir().unwrap();
+    let service = Service::start(data.path(), &registry, &[]);
+    let client = service.client();
+    let repo = GitRepo::example();
+    let mut config = job(&repo.file_url(), &registry, "app", &["flood"]);
+    config["test_commands"] = serde_json::json!(["head -c 500000000 /dev/zero | tr '\\0' x; echo; echo after"]);
+    let id = client.submit(&config).await.unwrap().job_id;
+    let shim_peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen = shim_peak.clone();
+    let watch = tokio::spawn(async move {
+        loop {
+            for pid in shims() {
+                seen.fetch_max(peak_kb(&pid), std::sync::atomic::Ordering::Relaxed);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    });
+    let end = wait_end(&client, id).await;
+    assert_eq!(end.status, JobStatus::Succeeded, "{end:#?}");
+    let service_peak = peak_kb(&service.pid().to_string());
+    watch.abort();
+    let lines = all_logs(&client, id).await;
+    let flood: Vec<_> = lines.iter().filter(|l| l.text.starts_with("xxxx")).collect();
+    assert_eq!(flood.len(), 1, "one line of it is kept");
+    let tail: String = flood[0].text.chars().rev().take(80).collect::<Vec<_>>().into_iter().rev().collect();
+    assert!(flood[0].text.ends_with(jobforge_core::logs::CUT_MARKER), "and says it was cut: ...{tail:?} ({} bytes)", flood[0].text.len());
+    assert!(flood[0].text.len() < 17 * 1024);
+    assert!(lines.iter().any(|l| l.text == "after"), "the output after it is kept");
+    assert!(service_peak > 0 && service_peak < 200 * 1024, "the service peaked at {service_peak} kB");
+    let shim_peak = shim_peak.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(shim_peak > 0 && shim_peak < 200 * 1024, "the run's shim peaked at {shim_peak} kB");
+    let log_size: u64 = walk_size(data.path());
+    assert!(log_size < 200 * 1024 * 1024, "the data directory holds {log_size} bytes");
+}
+
+fn walk_size(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() && !t.is_symlink() => walk_size(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => 0,
+        })
+        .sum()
+}
+
 #[tokio::test]
 async fn a_job_without_tests_goes_from_build_to_publish() {
     let registry = TestRegistry::start();

@@ -246,6 +246,32 @@ impl LogQuery {
     }
 }
 
+/// What ends a line that was cut at [`MAX_LINE_BYTES`].
+pub const CUT_MARKER: &str = " [... line cut: jobforge keeps the first 16 KiB of a line]";
+
+/// `text` as a log keeps it: whole up to [`MAX_LINE_BYTES`], otherwise as much of its start
+/// as fits with [`CUT_MARKER`] in `MAX_LINE_BYTES` (cut on a character boundary). Cutting a
+/// cut line again changes nothing.
+pub fn cut_long(text: &str) -> String {
+    if text.len() <= MAX_LINE_BYTES {
+        return text.to_owned();
+    }
+    mark_cut(text)
+}
+
+/// The start of `text` that fits with [`CUT_MARKER`] in [`MAX_LINE_BYTES`], and the marker:
+/// for a line whose end was dropped, however long the part that was read.
+pub fn mark_cut(text: &str) -> String {
+    if text.ends_with(CUT_MARKER) && text.len() <= MAX_LINE_BYTES {
+        return text.to_owned();
+    }
+    let mut cut = text.len().min(MAX_LINE_BYTES - CUT_MARKER.len());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{CUT_MARKER}", &text[..cut])
+}
+
 /// Split `text` into pieces of at most `MAX_LINE_BYTES`, on character boundaries.
 pub fn split_long(text: &str) -> Vec<&str> {
     let mut pieces = Vec::new();
@@ -296,5 +322,22 @@ mod tests {
         assert_eq!(pieces.concat(), text);
         assert!(pieces.iter().all(|p| p.len() <= MAX_LINE_BYTES));
         assert_eq!(split_long("short"), ["short"]);
+    }
+
+    #[test]
+    fn long_lines_are_cut_with_a_marker() {
+        assert_eq!(cut_long("short"), "short");
+        let exact = "x".repeat(MAX_LINE_BYTES);
+        assert_eq!(cut_long(&exact), exact, "a line of exactly the limit is kept whole");
+        let long = "é".repeat(MAX_LINE_BYTES);
+        let cut = cut_long(&long);
+        assert!(cut.ends_with(CUT_MARKER));
+        assert!(cut.len() <= MAX_LINE_BYTES && cut.len() > MAX_LINE_BYTES - 2);
+        let kept = &cut[..cut.len() - CUT_MARKER.len()];
+        assert!(kept.chars().all(|c| c == 'é'));
+        assert_eq!(cut_long(&cut), cut, "cutting again changes nothing");
+        assert_eq!(mark_cut(&exact).len(), MAX_LINE_BYTES, "a line whose end was dropped is marked");
+        assert!(mark_cut("short").ends_with(CUT_MARKER));
+        assert_eq!(mark_cut(&mark_cut(&exact)), mark_cut(&exact));
     }
 }

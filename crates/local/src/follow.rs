@@ -58,7 +58,7 @@ async fn follow_task(
         // Lines first, then the pid file: the shim writes its pid before any line, so once a
         // line is read the beginning is known and goes out ahead of it. (Looking at the pid
         // first could miss a run that began and printed between the two looks.)
-        let lines = log.read_available().map_err(io_err("reading the log"))?;
+        let (lines, more) = log.read_some().map_err(io_err("reading the log"))?;
         if !began && let Some(at) = began_at(run) {
             began = true;
             if tx.send(Ok(RunEvent::Began { at })).await.is_err() {
@@ -69,6 +69,9 @@ async fn follow_task(
             if tx.send(Ok(RunEvent::Line(line))).await.is_err() {
                 return Ok(());
             }
+        }
+        if more {
+            continue;
         }
         if shim_gone {
             let exit = match run.read_exit().map_err(io_err("reading the exit status"))? {
@@ -111,6 +114,9 @@ fn shim_ended(run: RunDir) -> oneshot::Receiver<io::Result<()>> {
     rx
 }
 
+/// How much of the log one read takes in.
+const READ_CHUNK: u64 = 1024 * 1024;
+
 /// Reads complete lines appended to a file since the last read.
 struct LogTail {
     path: PathBuf,
@@ -124,22 +130,26 @@ impl LogTail {
         LogTail { path, file: None, pending: Vec::new(), after }
     }
 
-    fn read_available(&mut self) -> io::Result<Vec<RunLine>> {
+    /// The complete lines of the next chunk of the file, and whether more may follow at once.
+    /// One chunk at a time, so following a long log (after a restart, say) holds one chunk in
+    /// memory, not the whole file.
+    fn read_some(&mut self) -> io::Result<(Vec<RunLine>, bool)> {
         if self.file.is_none() {
             match File::open(&self.path) {
                 Ok(file) => self.file = Some(file),
-                Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), false)),
                 Err(err) => return Err(err),
             }
         }
-        let Some(file) = self.file.as_mut() else { return Ok(Vec::new()) };
+        let Some(file) = self.file.as_mut() else { return Ok((Vec::new(), false)) };
         let start = self.pending.len();
-        file.read_to_end(&mut self.pending)?;
+        let read = file.take(READ_CHUNK).read_to_end(&mut self.pending)?;
+        let more = read as u64 == READ_CHUNK;
         if self.pending.len() == start {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), more));
         }
         let Some(last_newline) = self.pending.iter().rposition(|&b| b == b'\n') else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), more));
         };
         let complete: Vec<u8> = self.pending.drain(..=last_newline).collect();
         let mut lines = Vec::new();
@@ -155,6 +165,6 @@ impl LogTail {
                 }
             }
         }
-        Ok(lines)
+        Ok((lines, more))
     }
 }

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -55,7 +55,8 @@ impl FileSecrets {
 
     fn modify(&self, change: impl FnOnce(&mut Contents)) -> io::Result<()> {
         if let Some(dir) = self.path.parent() {
-            fs::create_dir_all(dir)?;
+            // A directory made here holds secrets: this user's only.
+            fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
         }
         let _guard = lock_waiting(&self.path.with_extension("lock"))?;
         let mut contents = self.load()?;

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use jobforge_core::logs::{RunLine, split_long};
+use jobforge_core::logs::{RunLine, cut_long};
 use jobforge_core::mask::Masker;
 use jobforge_core::secret::SecretValue;
 use jobforge_core::{Stream, Timestamp};
@@ -473,12 +473,16 @@ fn exit_record(status: ExitStatus, step: usize) -> ExitRecord {
     }
 }
 
-/// Read `pipe` line by line (lines longer than the limit are split) and send each line.
+/// Read `pipe` line by line and send each line. A line is kept to its first
+/// [`MAX_LINE_BYTES`](jobforge_core::logs::MAX_LINE_BYTES) and the cut marked; the rest of it
+/// is read and dropped, so whatever a run prints, without a newline or not, this holds one
+/// buffer and the log one bounded line.
 fn spawn_reader(pipe: impl Read + Send + 'static, stream: Stream, events: mpsc::Sender<Event>) {
     std::thread::spawn(move || {
         let mut reader = BufReader::with_capacity(64 * 1024, pipe);
         let mut line: Vec<u8> = Vec::new();
         let limit = jobforge_core::logs::MAX_LINE_BYTES;
+        let mut dropping = false;
         loop {
             let available = match reader.fill_buf() {
                 Ok([]) => break,
@@ -490,22 +494,29 @@ fn spawn_reader(pipe: impl Read + Send + 'static, stream: Stream, events: mpsc::
                 Some(pos) => (pos + 1, true),
                 None => (available.len(), false),
             };
-            line.extend_from_slice(&available[..consumed]);
+            if !dropping {
+                line.extend_from_slice(&available[..consumed]);
+            }
             reader.consume(consumed);
-            if complete || line.len() >= limit {
-                send_line(&events, stream, &mut line);
+            if dropping {
+                dropping = !complete;
+            } else if complete || line.len() >= limit {
+                dropping = !complete;
+                send_line(&events, stream, &mut line, dropping);
             }
         }
         if !line.is_empty() {
-            send_line(&events, stream, &mut line);
+            send_line(&events, stream, &mut line, false);
         }
         let _ = events.send(Event::Eof);
     });
 }
 
-fn send_line(events: &mpsc::Sender<Event>, stream: Stream, line: &mut Vec<u8>) {
+/// Send the line; `cut` when the rest of it is being dropped.
+fn send_line(events: &mpsc::Sender<Event>, stream: Stream, line: &mut Vec<u8>, cut: bool) {
     let text = String::from_utf8_lossy(line);
-    let text = text.trim_end_matches(['\n', '\r']).to_owned();
+    let text = text.trim_end_matches(['\n', '\r']);
+    let text = if cut { jobforge_core::logs::mark_cut(text) } else { jobforge_core::logs::cut_long(text) };
     line.clear();
     let _ = events.send(Event::Line(stream, text));
 }
@@ -526,13 +537,13 @@ impl LogWriter {
                 masked = masked.replace(path.as_str(), shown);
             }
         }
-        for piece in split_long(&masked) {
-            self.n += 1;
-            let line = RunLine { n: self.n, stream, ts: Timestamp::now(), text: piece.to_owned() };
-            // A full disk must not take the run down: the exit status matters more.
-            if let Ok(json) = serde_json::to_string(&line) {
-                let _ = writeln!(self.out, "{json}");
-            }
+        // The reader cut the line already; rewriting paths may have made it longer again.
+        let text = cut_long(&masked);
+        self.n += 1;
+        let line = RunLine { n: self.n, stream, ts: Timestamp::now(), text };
+        // A full disk must not take the run down: the exit status matters more.
+        if let Ok(json) = serde_json::to_string(&line) {
+            let _ = writeln!(self.out, "{json}");
         }
     }
 

@@ -41,14 +41,21 @@ pub struct Wired {
     pub consul: Option<jobforge_consul::ConsulClient>,
 }
 
+/// The data directory, made (or made again) readable by this user only: it holds the secrets
+/// store, the job records and the runs' working trees.
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
 /// Async because the Vault secrets store logs in (AppRole) and the Consul locks open a session
 /// before the service starts. `shutdown` ends that session.
 pub async fn wire(
     config: &ServiceConfig,
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> Result<Wired, WiringError> {
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|source| WiringError::DataDir { path: config.data_dir.clone(), source })?;
+    private_dir(&config.data_dir).map_err(|source| WiringError::DataDir { path: config.data_dir.clone(), source })?;
     let consul = match config.store {
         StoreKind::Consul => Some(consul_client(config)?),
         StoreKind::Sqlite => None,

@@ -18,6 +18,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The connection every write goes through. Creates and migrates the database.
 pub(crate) fn writer(path: &Path) -> Result<Connection, DbError> {
+    private_file(path)?;
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     wal(&conn)?;
@@ -30,6 +31,15 @@ pub(crate) fn writer(path: &Path) -> Result<Connection, DbError> {
     conn.pragma_update(None, "foreign_keys", true)?;
     schema::migrate(&mut conn)?;
     Ok(conn)
+}
+
+/// Create the database file readable by this user only before SQLite opens it: SQLite gives
+/// its WAL and shared-memory files the mode of the database file.
+fn private_file(path: &Path) -> Result<(), DbError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path);
+    let private = file.and_then(|file| file.set_permissions(std::fs::Permissions::from_mode(0o600)));
+    private.map_err(|e| StoreError::Unavailable(format!("making {} private: {e}", path.display())).into())
 }
 
 /// A read-only connection. Open it after [`writer`], which creates the file and the WAL.

@@ -233,6 +233,11 @@ async fn secrets_go_only_to_the_hosts_they_name() {
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("--host"));
 
     let open = Service::start(&data, &registry, &[]);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "the data directory is this user's only");
+    assert_eq!(mode(&data.join("secrets.json")), 0o600);
+    assert_eq!(mode(&data.join("jobforge.db")), 0o600);
     let submit = |service: &Service, token: Option<&'static str>, extra: Value| {
         let mut config = job("https://evil.example/x.git", &registry, "team/app", &["v1"]);
         config.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
@@ -283,6 +288,13 @@ async fn file_repositories_come_only_from_allowed_directories() {
     )
     .await;
     assert_eq!(status, 201, "a repository in an allowed directory: {body}");
+
+    // Nor may a job publish where the service keeps the images it is testing.
+    for name in ["temp", "temp/01a24d71-3ad9-77b1-b93c-2239ede2508b"] {
+        let config = job(&repo.file_url(), &registry, name, &["latest"]);
+        let (status, body) = call(reqwest::Method::POST, format!("{}/v1/jobs", service.url), None, Some(config)).await;
+        assert_eq!((status, body["problems"][0]["field"].as_str()), (422, Some("image_name")), "{name}: {body}");
+    }
 
     let strict = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(jobforge())

@@ -85,6 +85,11 @@ impl Service {
         Service { child: Some(child), url, data: data.to_path_buf(), args }
     }
 
+    /// The service's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     pub fn client(&self) -> Client {
         Client::new(&self.url).unwrap()
     }

@@ -25,8 +25,13 @@ impl Engine {
             return Err(SubmitError::Unsupported(unsupported));
         }
         let settings = self.settings();
-        if let Some(problem) = local_repo_refused(&spec, &settings.local_repos) {
-            return Err(SubmitError::Unsupported(vec![problem]));
+        let refused: Vec<Problem> =
+            [local_repo_refused(&spec, &settings.local_repos), temp_name_refused(&spec, &settings)]
+                .into_iter()
+                .flatten()
+                .collect();
+        if !refused.is_empty() {
+            return Err(SubmitError::Unsupported(refused));
         }
         self.check_secrets(&spec, settings.secrets_need_hosts).await?;
         settings.resolve(&mut spec);
@@ -112,6 +117,20 @@ fn local_repo_refused(spec: &JobSpec, allowed: &[std::path::PathBuf]) -> Option<
         }
     };
     Some(Problem::new("repo_url", message))
+}
+
+/// A job may not publish under the temp prefix: a push there could replace another job's
+/// image between its build and its tests.
+fn temp_name_refused(spec: &JobSpec, settings: &super::Settings) -> Option<Problem> {
+    let published = spec.registry_url.repository(&spec.image_name);
+    let prefix = settings.temp_prefix.as_str();
+    let under = published.as_str() == prefix || published.as_str().starts_with(&format!("{prefix}/"));
+    under.then(|| {
+        Problem::new(
+            "image_name",
+            format!("publishes to {published}, under {prefix}/, where this service keeps the images it is testing"),
+        )
+    })
 }
 
 /// Where the secret named by `field` is sent: host, port, and the field that names the host.
