@@ -260,6 +260,11 @@ pub struct ServeArgs {
     #[arg(long, env = "JOBFORGE_ZOMBIE_SWEEP", help_heading = "Service")]
     pub zombie_sweep: Option<Duration>,
 
+    /// How long an ended job keeps its logs in the SQLite store (its record stays in the
+    /// history). [default: 720h]
+    #[arg(long, env = "JOBFORGE_LOG_RETENTION", help_heading = "Service")]
+    pub log_retention: Option<Duration>,
+
     /// Most jobs past PENDING at once; more wait their turn. [default: 4]
     #[arg(long, env = "JOBFORGE_MAX_ACTIVE_JOBS", help_heading = "Service")]
     pub max_active_jobs: Option<usize>,

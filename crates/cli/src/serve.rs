@@ -84,6 +84,7 @@ fn settings(args: ServeArgs) -> anyhow::Result<ServiceConfig> {
     setting!(kill_grace);
     setting!(max_active_jobs);
     setting!(zombie_sweep);
+    setting!(log_retention);
     setting!(storage_driver);
     setting!(oci_runtime);
     config.extra_ca_file = args.extra_ca_file.or(file.extra_ca_file);

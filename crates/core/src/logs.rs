@@ -246,6 +246,11 @@ impl LogQuery {
     }
 }
 
+/// The one line a store keeps once a job's log reached its cap of `cap` bytes.
+pub fn capped_marker(cap: u64) -> String {
+    format!("log truncated: this job's stored log reached {cap} bytes; the rest was not stored")
+}
+
 /// What ends a line that was cut at [`MAX_LINE_BYTES`].
 pub const CUT_MARKER: &str = " [... line cut: jobforge keeps the first 16 KiB of a line]";
 

@@ -72,6 +72,8 @@ pub struct ServiceConfig {
     pub test_network: jobforge_local::TestNetwork,
     /// Directories whose repositories jobs may name as `file://` (`--allow-local-repos`).
     pub local_repos: Vec<PathBuf>,
+    /// How long an ended job keeps its logs in the SQLite store.
+    pub log_retention: Duration,
     /// How often backend runs of no live job are looked for and removed.
     pub zombie_sweep: Duration,
     /// The shim command of the local backend (program and leading arguments).
@@ -290,6 +292,7 @@ impl ServiceConfig {
             extra_ca_file: None,
             test_network: jobforge_local::TestNetwork::Private,
             local_repos: Vec::new(),
+            log_retention: Duration::from_mins(720 * 60),
             zombie_sweep: Duration::from_mins(5),
             shim,
             nomad: NomadSettings::default(),
@@ -350,6 +353,7 @@ pub struct ConfigFile {
     #[serde(default)]
     pub allow_local_repos: Vec<PathBuf>,
     pub zombie_sweep: Option<Duration>,
+    pub log_retention: Option<Duration>,
     #[serde(default)]
     pub nomad: NomadSettings,
     pub store: Option<StoreKind>,

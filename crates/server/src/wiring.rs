@@ -74,7 +74,13 @@ pub async fn wire(
                 },
             ))
         }
-        None => Arc::new(SqliteStore::open(&config.database_path()).map_err(WiringError::Store)?),
+        None => {
+            let options = jobforge_sqlite::SqliteOptions {
+                log_retention: config.log_retention.to_std(),
+                ..jobforge_sqlite::SqliteOptions::default()
+            };
+            Arc::new(SqliteStore::open_with(&config.database_path(), options).map_err(WiringError::Store)?)
+        }
     };
     // One secrets port for the engine (existence checks) and the local backend (reads).
     let secrets: Arc<dyn jobforge_core::ports::Secrets> = match config.secrets {

@@ -29,7 +29,7 @@ mod logs;
 mod schema;
 mod store;
 
-pub use store::SqliteStore;
+pub use store::{SqliteOptions, SqliteStore};
 
 /// A count or number as an SQL integer, saturating: beyond `i64::MAX` nothing is stored anyway.
 fn sql_int<N: TryInto<i64>>(n: N) -> i64 {

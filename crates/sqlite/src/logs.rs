@@ -6,14 +6,14 @@
 //! they run on; they must not choose a connection, lock anything or touch the `jobs` table
 //! beyond checking a job exists.
 
-use rusqlite::{Connection, Params, Statement, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Params, Statement, TransactionBehavior, params};
 
 use crate::error::{DbError, corrupt};
 use crate::sql_int;
 use jobforge_core::events::{EventEntry, JobEvent};
 use jobforge_core::logs::{Entry, EntryQuery, LogLine, LogQuery, NewEntry, NewEvent, NewLogLine, RunCursor};
 use jobforge_core::ports::StoreError;
-use jobforge_core::{JobId, Phase, RunId, Timestamp};
+use jobforge_core::{JobId, Phase, RunId, Stream, Timestamp};
 
 const COLUMNS: &str = "seq, ts, phase, test, stream, text";
 
@@ -31,20 +31,38 @@ const INSERT_EVENT: &str = "
 /// Archive `entries` of `job` in one transaction; returns the job's highest seq afterwards.
 ///
 /// An entry whose origin is already stored is skipped and takes no seq, so replays leave no gaps.
-pub(crate) fn append(conn: &mut Connection, job: JobId, entries: &[NewEntry]) -> Result<u64, DbError> {
+/// Once the job's stored text would pass `cap` bytes, the line that would pass it is stored as
+/// one system line saying so ([`jobforge_core::logs::capped_marker`], the same words as on
+/// Consul), and no further line is stored; events always are.
+pub(crate) fn append(conn: &mut Connection, job: JobId, entries: &[NewEntry], cap: u64) -> Result<u64, DbError> {
     // IMMEDIATE takes SQLite's write lock up front: no other connection (another process on the
     // same file) can append between reading the highest seq and inserting after it.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let id = job.to_string();
     require_job(&tx, job, &id)?;
     let mut seq = highest_seq(&tx, &id)?;
+    let mut size = log_size(&tx, &id)?;
     {
         let mut insert_line = tx.prepare_cached(INSERT_LINE)?;
         let mut insert_event = tx.prepare_cached(INSERT_EVENT)?;
         for entry in entries {
             // Not inserted when its origin is archived already: the seq stays free for the next one.
             let added = match entry {
-                NewEntry::Line(line) => self::insert_line(&mut insert_line, &id, seq + 1, line)?,
+                NewEntry::Line(_) if size.capped => false,
+                NewEntry::Line(line) if size.bytes + line.text.len() as u64 > cap => {
+                    let marker = NewLogLine {
+                        stream: Stream::System,
+                        text: jobforge_core::logs::capped_marker(cap),
+                        ..line.clone()
+                    };
+                    size.capped = self::insert_line(&mut insert_line, &id, seq + 1, &marker)?;
+                    size.capped
+                }
+                NewEntry::Line(line) => {
+                    let added = self::insert_line(&mut insert_line, &id, seq + 1, line)?;
+                    size.bytes += if added { line.text.len() as u64 } else { 0 };
+                    added
+                }
                 NewEntry::Event(event) => self::insert_event(&mut insert_event, &id, seq + 1, event)?,
             };
             if added {
@@ -52,8 +70,41 @@ pub(crate) fn append(conn: &mut Connection, job: JobId, entries: &[NewEntry]) ->
             }
         }
     }
+    tx.execute(
+        "INSERT INTO log_sizes (job_id, bytes, capped) VALUES (?1, ?2, ?3)
+         ON CONFLICT (job_id) DO UPDATE SET bytes = excluded.bytes, capped = excluded.capped",
+        params![id, sql_int(size.bytes), size.capped],
+    )?;
     tx.commit()?;
     Ok(seq)
+}
+
+/// How much log text a job has stored, and whether it reached the cap.
+struct LogSize {
+    bytes: u64,
+    capped: bool,
+}
+
+fn log_size(conn: &Connection, id: &str) -> Result<LogSize, DbError> {
+    let row = conn
+        .query_row("SELECT bytes, capped FROM log_sizes WHERE job_id = ?1", params![id], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, bool>(1)?))
+        })
+        .optional()?;
+    let (bytes, capped) = row.unwrap_or((0, false));
+    Ok(LogSize { bytes: u64::try_from(bytes).unwrap_or(0), capped })
+}
+
+/// Remove the logs and events of ended jobs created before `before` (unix milliseconds); the
+/// records stay in the history. Returns how many jobs lost their logs.
+pub(crate) fn prune(conn: &mut Connection, before: i64) -> Result<usize, DbError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let old = "SELECT id FROM jobs WHERE live = 0 AND created_at < ?1";
+    let jobs = tx.execute(&format!("DELETE FROM log_sizes WHERE job_id IN ({old})"), params![before])?;
+    tx.execute(&format!("DELETE FROM logs WHERE job_id IN ({old})"), params![before])?;
+    tx.execute(&format!("DELETE FROM events WHERE job_id IN ({old})"), params![before])?;
+    tx.commit()?;
+    Ok(jobs)
 }
 
 fn insert_event(insert: &mut Statement<'_>, id: &str, seq: u64, event: &NewEvent) -> Result<bool, DbError> {

@@ -10,7 +10,7 @@ use crate::error::DbError;
 use jobforge_core::ports::StoreError;
 
 /// Step `i` takes a database at version `i` to version `i + 1`; version 0 is an empty file.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The version this build writes and understands.
 pub(crate) const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -67,6 +67,18 @@ CREATE TABLE events (
     PRIMARY KEY (job_id, seq),
     UNIQUE (job_id, n)
 ) WITHOUT ROWID;
+";
+
+/// Version 3: how many bytes of log text each job has stored, and whether it reached the cap
+/// (then one marker line says so and nothing more is stored). Counted for the logs already
+/// there.
+const V3: &str = "
+CREATE TABLE log_sizes (
+    job_id TEXT    NOT NULL PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE,
+    bytes  INTEGER NOT NULL,
+    capped INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+INSERT INTO log_sizes (job_id, bytes) SELECT job_id, sum(length(CAST(text AS BLOB))) FROM logs GROUP BY job_id;
 ";
 
 /// Bring the database up to [`SCHEMA_VERSION`], all steps in one transaction. Refuses a

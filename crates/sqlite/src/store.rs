@@ -18,7 +18,7 @@ use jobforge_core::inprocess::{JobSignals, ProcessMailbox};
 use jobforge_core::logs::{Entry, EntryQuery, LogLine, LogQuery, NewEntry, RunCursor};
 use jobforge_core::ports::{HistoryPage, JobFeed, JobRecords, LogArchive, Mailbox, StoreError};
 use jobforge_core::record::{JobRecord, KillRequest};
-use jobforge_core::{JobId, Phase, RunId};
+use jobforge_core::{JobId, Phase, RunId, Timestamp};
 
 /// Job records and logs in one SQLite file. Cheap to clone; clones share the connections.
 ///
@@ -45,12 +45,34 @@ struct Connections {
     /// Woken after every commit that touches a job.
     signals: JobSignals,
     mailbox: ProcessMailbox,
+    options: SqliteOptions,
+}
+
+/// Bounds on what the store keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SqliteOptions {
+    /// Log text kept per job; past it one marker line says the rest was not stored.
+    pub log_cap_bytes: u64,
+    /// How long an ended job keeps its logs and events (its record stays in the history).
+    pub log_retention: std::time::Duration,
+}
+
+impl Default for SqliteOptions {
+    /// The same cap as the Consul store's; logs kept 30 days.
+    fn default() -> Self {
+        SqliteOptions { log_cap_bytes: 16 * 1024 * 1024, log_retention: std::time::Duration::from_secs(30 * 24 * 3600) }
+    }
 }
 
 impl SqliteStore {
     /// Open or create the database at `path` (creating its parent directories), in WAL mode,
     /// migrated to the current schema.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(path, SqliteOptions::default())
+    }
+
+    /// [`SqliteStore::open`] with other bounds.
+    pub fn open_with(path: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
         create_parent(path)?;
         let opened = connection::writer(path).and_then(|writer| Ok((writer, connection::reader(path)?)));
         let (writer, reader) = opened.map_err(|err| {
@@ -62,6 +84,7 @@ impl SqliteStore {
             reader: Mutex::new(reader),
             signals: JobSignals::default(),
             mailbox: ProcessMailbox::default(),
+            options,
         };
         Ok(SqliteStore { inner: Arc::new(inner) })
     }
@@ -104,6 +127,14 @@ impl JobRecords for SqliteStore {
         let row = jobs::Row::of(record)?;
         self.write(move |conn| jobs::insert(conn, &row)).await?;
         self.inner.signals.bump(record.id);
+        // A new job is the moment to let old ones go, as the Consul store does with its history.
+        let retention = i64::try_from(self.inner.options.log_retention.as_millis()).unwrap_or(i64::MAX);
+        let before = Timestamp::now().unix_millis().saturating_sub(retention);
+        match self.write(move |conn| logs::prune(conn, before)).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(jobs = pruned, "removed the logs of jobs past the log retention"),
+            Err(error) => tracing::warn!(%error, "could not remove old logs"),
+        }
         Ok(())
     }
 
@@ -136,7 +167,8 @@ impl JobRecords for SqliteStore {
 impl LogArchive for SqliteStore {
     async fn append(&self, job: JobId, entries: &[NewEntry]) -> Result<u64, StoreError> {
         let entries = entries.to_vec();
-        let seq = self.write(move |conn| logs::append(conn, job, &entries)).await?;
+        let cap = self.inner.options.log_cap_bytes;
+        let seq = self.write(move |conn| logs::append(conn, job, &entries, cap)).await?;
         self.inner.signals.bump(job);
         Ok(seq)
     }

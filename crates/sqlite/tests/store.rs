@@ -11,7 +11,7 @@ use jobforge_core::ports::{JobRecords, LogArchive, StoreError};
 use jobforge_core::record::JobRecord;
 use jobforge_core::state::{JobState, PhaseRun};
 use jobforge_core::{JobId, JobStatus, Phase, RunKey, Stream, Timestamp, validate};
-use jobforge_sqlite::SqliteStore;
+use jobforge_sqlite::{SqliteOptions, SqliteStore};
 use tempfile::TempDir;
 
 /// Each conformance behaviour as its own test, on its own store.
@@ -177,7 +177,7 @@ fn a_new_file_is_in_wal_mode_at_the_current_schema_version() {
     let mode: String = conn.pragma_query_value(None, "journal_mode", |row| row.get(0)).unwrap();
     assert_eq!(mode, "wal");
     let version: u32 = conn.pragma_query_value(None, "user_version", |row| row.get(0)).unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
 }
 
 #[test]
@@ -185,7 +185,7 @@ fn a_version_1_database_is_migrated_and_keeps_its_records_and_lines() {
     let (dir, store) = fresh_store();
     drop(store);
     let conn = raw(&dir);
-    conn.execute_batch("DROP TABLE events; PRAGMA user_version = 1;").unwrap();
+    conn.execute_batch("DROP TABLE events; DROP TABLE log_sizes; PRAGMA user_version = 1;").unwrap();
     let id = JobId::new();
     // A record as jobforge wrote it before the state machine: flat status, kill, cleaned_up.
     let legacy = serde_json::json!({
@@ -302,4 +302,55 @@ fn assert_corrupt<T: std::fmt::Debug>(result: Result<T, StoreError>, job: JobId)
         }
         other => panic!("expected Corrupt for job {job}, got {other:?}"),
     }
+}
+
+/// Past its cap a job's log stores one marker line and nothing more; events still go in, and
+/// the cap holds across reopening the file.
+#[tokio::test]
+async fn a_log_past_its_cap_ends_with_one_marker_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqliteOptions { log_cap_bytes: 20, ..SqliteOptions::default() };
+    let store = SqliteStore::open_with(&db_path(&dir), options).unwrap();
+    let record = record();
+    store.insert(&record).await.unwrap();
+    let build = RunKey::build(record.id).id();
+    let lines: Vec<NewLogLine> = (1..=5).map(|n| run_line(&build, n)).collect();
+    store.append_logs(record.id, &lines).await.unwrap();
+    let texts = |lines: Vec<jobforge_core::logs::LogLine>| lines.into_iter().map(|l| l.text).collect::<Vec<_>>();
+    let stored = texts(store.logs(record.id, &LogQuery::after(0, 100)).await.unwrap());
+    let marker = jobforge_core::logs::capped_marker(20);
+    assert_eq!(stored, ["line 1", "line 2", "line 3", &marker], "three lines of 6 bytes fit in 20");
+    drop(store);
+    let store = SqliteStore::open_with(&db_path(&dir), options).unwrap();
+    store.append_logs(record.id, &[run_line(&build, 6), NewLogLine::system(Phase::Build, None, "late")]).await.unwrap();
+    assert_eq!(store.logs(record.id, &LogQuery::after(0, 100)).await.unwrap().len(), 4, "nothing after the marker");
+    store.append_logs(record.id, &lines).await.unwrap();
+    assert_eq!(store.logs(record.id, &LogQuery::after(0, 100)).await.unwrap().len(), 4, "nor on a replay");
+}
+
+/// An ended job older than the retention loses its logs when a new job comes in; its record
+/// stays in the history, and live or recent jobs keep theirs.
+#[tokio::test]
+async fn logs_of_old_ended_jobs_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqliteOptions { log_retention: std::time::Duration::from_secs(3600), ..SqliteOptions::default() };
+    let store = SqliteStore::open_with(&db_path(&dir), options).unwrap();
+    let ended = |id: JobId, live: bool| {
+        let sql = "UPDATE jobs SET created_at = ?2, live = ?3 WHERE id = ?1";
+        raw(&dir).execute(sql, rusqlite::params![id.to_string(), 1_000_i64, live]).unwrap();
+    };
+    let (old, old_live, recent) = (record(), record(), record());
+    for job in [&old, &old_live, &recent] {
+        store.insert(job).await.unwrap();
+        let build = RunKey::build(job.id).id();
+        store.append_logs(job.id, &[run_line(&build, 1)]).await.unwrap();
+    }
+    ended(old.id, false);
+    ended(old_live.id, true);
+    store.insert(&record()).await.unwrap();
+    let count = async |id| store.logs(id, &LogQuery::after(0, 100)).await.unwrap().len();
+    assert_eq!(count(old.id).await, 0, "the old ended job's logs are gone");
+    assert!(store.get(old.id).await.unwrap().is_some(), "its record stays");
+    assert_eq!(count(old_live.id).await, 1, "a live job keeps its logs however old");
+    assert_eq!(count(recent.id).await, 1);
 }
