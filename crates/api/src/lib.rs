@@ -264,6 +264,9 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// 409: the job is in a state that does not allow this (kill of a finished job).
     Conflict,
+    /// 429: past a limit (pending jobs, submission rate, open streams); `Retry-After` says
+    /// when to try again.
+    TooManyRequests,
     /// 422: valid, but this server cannot do it (unsupported field, missing secret).
     Unprocessable,
     /// 503: the service is shutting down or a dependency is down.

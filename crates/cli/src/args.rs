@@ -260,6 +260,22 @@ pub struct ServeArgs {
     #[arg(long, env = "JOBFORGE_ZOMBIE_SWEEP", help_heading = "Service")]
     pub zombie_sweep: Option<Duration>,
 
+    /// Jobs that may wait to start (PENDING) at once; more are refused with 429. [default: 200]
+    #[arg(long, env = "JOBFORGE_MAX_PENDING_JOBS", help_heading = "Limits")]
+    pub max_pending_jobs: Option<usize>,
+
+    /// Jobs of one owner that may wait to start at once. [default: 50]
+    #[arg(long, env = "JOBFORGE_MAX_PENDING_PER_OWNER", help_heading = "Limits")]
+    pub max_pending_per_owner: Option<usize>,
+
+    /// Submissions per minute of one token. [default: 60]
+    #[arg(long, env = "JOBFORGE_SUBMISSIONS_PER_MINUTE", help_heading = "Limits")]
+    pub submissions_per_minute: Option<u32>,
+
+    /// Event streams (SSE, MCP watches) one token may hold open at once. [default: 32]
+    #[arg(long, env = "JOBFORGE_STREAMS_PER_TOKEN", help_heading = "Limits")]
+    pub streams_per_token: Option<usize>,
+
     /// How long an ended job keeps its logs in the SQLite store (its record stays in the
     /// history). [default: 720h]
     #[arg(long, env = "JOBFORGE_LOG_RETENTION", help_heading = "Service")]

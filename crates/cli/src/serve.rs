@@ -85,6 +85,14 @@ fn settings(args: ServeArgs) -> anyhow::Result<ServiceConfig> {
     setting!(max_active_jobs);
     setting!(zombie_sweep);
     setting!(log_retention);
+    let limits = &mut config.limits;
+    limits.max_pending = args.max_pending_jobs.unwrap_or(limits.max_pending);
+    limits.max_pending_per_owner = args.max_pending_per_owner.unwrap_or(limits.max_pending_per_owner);
+    limits.submissions_per_minute = args.submissions_per_minute.unwrap_or(limits.submissions_per_minute);
+    limits.streams_per_caller = args.streams_per_token.unwrap_or(limits.streams_per_caller);
+    if limits.max_pending == 0 || limits.max_pending_per_owner == 0 || limits.submissions_per_minute == 0 {
+        return Err(UsageError("the limits on pending jobs and submissions must be at least 1".into()).into());
+    }
     setting!(storage_driver);
     setting!(oci_runtime);
     config.extra_ca_file = args.extra_ca_file.or(file.extra_ca_file);

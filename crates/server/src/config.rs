@@ -74,6 +74,8 @@ pub struct ServiceConfig {
     pub local_repos: Vec<PathBuf>,
     /// How long an ended job keeps its logs in the SQLite store.
     pub log_retention: Duration,
+    /// What one caller may take at once (pending jobs, submission rate, open streams).
+    pub limits: crate::service::limits::LimitSettings,
     /// How often backend runs of no live job are looked for and removed.
     pub zombie_sweep: Duration,
     /// The shim command of the local backend (program and leading arguments).
@@ -293,6 +295,7 @@ impl ServiceConfig {
             test_network: jobforge_local::TestNetwork::Private,
             local_repos: Vec::new(),
             log_retention: Duration::from_mins(720 * 60),
+            limits: crate::service::limits::LimitSettings::default(),
             zombie_sweep: Duration::from_mins(5),
             shim,
             nomad: NomadSettings::default(),

@@ -56,6 +56,12 @@ impl AppState {
         AppState { service, engine, info: Arc::new(info), shutdown, mcp_hosts: jobforge_mcp::Hosts::Loopback, auth }
     }
 
+    /// Callers are held to `limits`.
+    pub fn with_limits(mut self, limits: crate::service::limits::LimitSettings) -> Self {
+        self.service = self.service.with_limits(limits);
+        self
+    }
+
     /// Callers authenticate as `auth` says.
     pub fn with_auth(mut self, auth: Auth) -> Self {
         self.auth = Arc::new(auth);
@@ -101,6 +107,8 @@ pub fn app(state: AppState) -> Router {
         // Bodies are read and limited by the handlers themselves, so an oversized body gets
         // our error body and not a bare 413.
         .layer(DefaultBodyLimit::disable())
+        // A caller that starts a body and stalls holds a connection; 30 s is plenty for 1 MiB.
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(std::time::Duration::from_secs(30)))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

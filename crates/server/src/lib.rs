@@ -66,7 +66,8 @@ pub async fn serve(
     if let Some(consul) = wired.consul.clone() {
         tokio::spawn(watch_consul_config(consul, config.clone(), engine.clone(), shutdown.clone()));
     }
-    let mut state = http::AppState::new(engine.clone(), wired.info, shutdown.clone()).with_auth(auth);
+    let mut state =
+        http::AppState::new(engine.clone(), wired.info, shutdown.clone()).with_auth(auth).with_limits(config.limits);
     if !config.listen.ip().is_loopback() {
         state = state.with_mcp_for_any_host();
     }

@@ -6,6 +6,7 @@
 //! HTTP (status codes are [`ApiError`]'s) nor change job state except through the engine.
 
 mod feed;
+pub mod limits;
 mod logs;
 
 use async_trait::async_trait;
@@ -22,6 +23,7 @@ use jobforge_core::record::JobRecord;
 use jobforge_core::validate;
 
 use crate::http::ApiError;
+use limits::{LimitSettings, Limits};
 
 const DEFAULT_HISTORY_LIMIT: usize = 20;
 const MAX_HISTORY_LIMIT: usize = 500;
@@ -34,12 +36,21 @@ pub struct Service {
     shutdown: CancellationToken,
     /// Whose request this is: every operation asks [`Caller`] first.
     caller: Caller,
+    /// Shared by every caller's `Service` of this instance.
+    limits: std::sync::Arc<Limits>,
 }
 
 impl Service {
     /// The operations for anyone (a service without tokens); [`Service::as_caller`] narrows them.
     pub fn new(engine: Engine, shutdown: CancellationToken) -> Self {
-        Service { engine, shutdown, caller: Caller::Anyone }
+        let limits = std::sync::Arc::new(Limits::new(LimitSettings::default()));
+        Service { engine, shutdown, caller: Caller::Anyone, limits }
+    }
+
+    /// The same operations under other limits.
+    pub fn with_limits(mut self, settings: LimitSettings) -> Self {
+        self.limits = std::sync::Arc::new(Limits::new(settings));
+        self
     }
 
     /// The same operations on behalf of `caller`.
@@ -58,6 +69,10 @@ impl Service {
     pub async fn submit(&self, config: &serde_json::Value) -> Result<Submitted, ApiError> {
         let mut spec = validate::job_spec(config).map_err(ApiError::problems)?;
         self.caller.may_submit(&mut spec)?;
+        self.limits.take_submission(&self.caller)?;
+        let live =
+            self.engine.ports().records.live().await.map_err(|e| ApiError::internal("could not count jobs", e))?;
+        self.limits.room_for_pending(spec.owner.as_deref(), &live)?;
         let record = self.engine.submit(spec).await.map_err(|err| match err {
             SubmitError::Unsupported(problems) => {
                 ApiError::Unprocessable { message: "this server cannot run the job as asked".into(), problems }
@@ -102,7 +117,13 @@ impl Service {
     /// The job's feed from after `after`, live, until its end or the service's shutdown.
     pub async fn feed(&self, id: JobId, after: u64, phase: Option<jobforge_core::Phase>) -> Result<Feed, ApiError> {
         self.record(id).await?;
-        Ok(feed::start(self.engine.clone(), id, after, phase, self.shutdown.clone()))
+        let permit = self.limits.open_stream(&self.caller)?;
+        let feed = feed::start(self.engine.clone(), id, after, phase, self.shutdown.clone());
+        // The stream holds its place among the caller's open ones until it is dropped.
+        Ok(futures::StreamExt::boxed(futures::StreamExt::map(feed, move |item| {
+            let _held = &permit;
+            item
+        })))
     }
 
     pub async fn kill(&self, id: JobId, request: KillBody) -> Result<JobView, ApiError> {

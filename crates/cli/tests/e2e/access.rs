@@ -304,3 +304,48 @@ async fn file_repositories_come_only_from_allowed_directories() {
         .unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("absolute"));
 }
+
+/// Past a limit a caller is told to come back later: 429 with `Retry-After`, never a queue
+/// without end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_past_a_limit_are_told_when_to_come_back() {
+    let registry = TestRegistry::start();
+    let data = tempfile::tempdir().unwrap();
+    let auth = auth_file(data.path());
+    let limits = ["--max-active-jobs", "1", "--max-pending-jobs", "1", "--submissions-per-minute", "2"];
+    let service = Service::start(
+        &data.path().join("data"),
+        &registry,
+        &[&["--auth-file", auth.to_str().unwrap()][..], &limits].concat(),
+    );
+    let repo = GitRepo::example();
+    let mut config = job(&repo.file_url(), &registry, "team-a/app", &["v1"]);
+    config["test_commands"] = json!(["sleep 60"]);
+    let submit = |token: &'static str| {
+        let url = format!("{}/v1/jobs", service.url);
+        let config = config.clone();
+        async move {
+            let response = reqwest::Client::new().post(url).bearer_auth(token).json(&config).send().await.unwrap();
+            let retry = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            (response.status().as_u16(), retry, response.json::<Value>().await.unwrap())
+        }
+    };
+    let a = client_with(&service, TEAM_A);
+    let (status, _, body) = submit(TEAM_A).await;
+    assert_eq!(status, 201, "{body}");
+    let first = body["job_id"].as_str().unwrap().parse().unwrap();
+    wait_status(&a, first, JobStatus::Testing).await;
+    let (status, _, body) = submit(TEAM_A).await;
+    assert_eq!(status, 201, "one may wait: {body}");
+    let (status, retry, body) = submit(TEAM_B).await;
+    assert_eq!((status, body["code"].as_str()), (429, Some("too_many_requests")), "{body}");
+    assert!(retry.is_some_and(|s| s.parse::<u64>().unwrap() > 0), "with Retry-After");
+    assert!(body["error"].as_str().unwrap().contains("waiting to start"), "{body}");
+    let (status, retry, body) = submit(TEAM_A).await;
+    assert_eq!(status, 429, "and team-a's third in a minute is past its rate: {body}");
+    assert!(body["error"].as_str().unwrap().contains("agent-a"), "{body}");
+    assert!(retry.is_some());
+    for job in a.history(10, 0).await.unwrap().jobs {
+        let _ = a.kill(job.job_id, Some("test"), None).await;
+    }
+}

@@ -4,7 +4,7 @@
 //! 500 whose details are logged here, in the request's span, and withheld from the body.
 
 use axum::Json;
-use axum::http::header::WWW_AUTHENTICATE;
+use axum::http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
@@ -27,6 +27,11 @@ pub enum ApiError {
     NotFound(String),
     MethodNotAllowed,
     Conflict(String),
+    /// Past a limit: answered with `Retry-After: retry_after` (seconds).
+    TooMany {
+        message: String,
+        retry_after: u64,
+    },
     Unprocessable {
         message: String,
         problems: Vec<Problem>,
@@ -81,6 +86,9 @@ impl ApiError {
             ApiError::Unprocessable { message, problems } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::Unprocessable, message, problems)
             }
+            ApiError::TooMany { message, .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, ErrorCode::TooManyRequests, message, Vec::new())
+            }
             ApiError::Unavailable(message) => {
                 (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, message, Vec::new())
             }
@@ -94,6 +102,14 @@ impl ApiError {
         (status, ErrorBody { error, code, problems })
     }
 
+    /// Seconds to wait before trying again, for a refusal past a limit.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::TooMany { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
     /// The same refusal, for front ends that are not HTTP (MCP tools).
     pub fn into_refusal(self) -> jobforge_api::Refusal {
         let (status, body) = self.parts();
@@ -103,8 +119,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let retry_after = self.retry_after();
         let (status, body) = self.parts();
         let mut response = (status, Json(body)).into_response();
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"jobforge\""));
         }
