@@ -260,6 +260,17 @@ pub struct ServeArgs {
     #[arg(long, env = "JOBFORGE_ZOMBIE_SWEEP", help_heading = "Service")]
     pub zombie_sweep: Option<Duration>,
 
+    /// A host besides a registry's own whose token service may receive that registry's
+    /// credentials (a token realm elsewhere); repeat for more.
+    #[arg(
+        long,
+        env = "JOBFORGE_REGISTRY_TOKEN_REALMS",
+        value_delimiter = ',',
+        value_name = "HOST",
+        help_heading = "Service"
+    )]
+    pub registry_token_realm: Vec<String>,
+
     /// Jobs that may wait to start (PENDING) at once; more are refused with 429. [default: 200]
     #[arg(long, env = "JOBFORGE_MAX_PENDING_JOBS", help_heading = "Limits")]
     pub max_pending_jobs: Option<usize>,

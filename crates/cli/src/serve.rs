@@ -85,6 +85,7 @@ fn settings(args: ServeArgs) -> anyhow::Result<ServiceConfig> {
     setting!(max_active_jobs);
     setting!(zombie_sweep);
     setting!(log_retention);
+    config.registry_token_realms = args.registry_token_realm.clone();
     let limits = &mut config.limits;
     limits.max_pending = args.max_pending_jobs.unwrap_or(limits.max_pending);
     limits.max_pending_per_owner = args.max_pending_per_owner.unwrap_or(limits.max_pending_per_owner);

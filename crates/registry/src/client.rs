@@ -26,6 +26,21 @@ const ERROR_EXCERPT_CHARS: usize = 200;
 pub(crate) struct Client {
     http: reqwest::Client,
     insecure: Vec<RegistryHost>,
+    /// Hosts besides the registry's own whose token realm may receive its credentials.
+    token_realms: Vec<String>,
+}
+
+/// Redirects within the registry's own host and port only, five at most: a request carrying
+/// credentials must not be led to another server.
+fn same_host_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let first = attempt.previous().first();
+        let same = first.is_some_and(|first| {
+            first.host_str() == attempt.url().host_str()
+                && first.port_or_known_default() == attempt.url().port_or_known_default()
+        });
+        if same && attempt.previous().len() <= 5 { attempt.follow() } else { attempt.stop() }
+    })
 }
 
 /// The access a request needs: the token scope to ask for when a Bearer challenge names none.
@@ -76,12 +91,26 @@ struct TokenAnswer {
 }
 
 impl Client {
-    pub(crate) fn new(insecure: Vec<RegistryHost>, timeout: Duration) -> Result<Client, reqwest::Error> {
+    pub(crate) fn new(
+        insecure: Vec<RegistryHost>,
+        timeout: Duration,
+        token_realms: Vec<String>,
+    ) -> Result<Client, reqwest::Error> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
+            .redirect(same_host_redirects())
             .user_agent(concat!("jobforge-registry/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Client { http, insecure })
+        Ok(Client { http, insecure, token_realms })
+    }
+
+    /// Whether the token realm at `realm_host` may receive the credentials of `registry`: on
+    /// the registry's own host name (any port: a token service beside the registry), or on
+    /// one the operator named.
+    fn may_send_credentials(&self, registry: &RegistryHost, realm_host: &str) -> bool {
+        let registry_name = registry.as_str().rsplit_once(':').map_or(registry.as_str(), |(name, _)| name);
+        registry_name.eq_ignore_ascii_case(realm_host)
+            || self.token_realms.iter().any(|h| h.eq_ignore_ascii_case(realm_host))
     }
 
     fn is_insecure(&self, host: &RegistryHost) -> bool {
@@ -182,6 +211,13 @@ impl Client {
                     "token realm {realm:?} uses {other}://; only https:// is used for a registry not configured as insecure"
                 )));
             }
+        }
+        let realm_host = url.host_str().unwrap_or_default().to_owned();
+        if creds.is_some() && !self.may_send_credentials(host, &realm_host) {
+            return Err(refuse(format!(
+                "token realm {realm:?} is on another host than the registry; its credentials go there only if the \
+                 operator allows that host (--registry-token-realm {realm_host})"
+            )));
         }
         {
             let mut query = url.query_pairs_mut();

@@ -34,12 +34,16 @@ pub struct RegistryConfig {
     pub insecure: Vec<RegistryHost>,
     /// The limit on each HTTP request, from connecting to the last byte of the body.
     pub timeout: Duration,
+    /// Hosts besides each registry's own whose token realm may receive its credentials (a
+    /// registry whose token service lives elsewhere); by default credentials go to the
+    /// registry's own host only.
+    pub token_realms: Vec<String>,
 }
 
 impl Default for RegistryConfig {
     /// No insecure hosts, 30 seconds per request.
     fn default() -> Self {
-        RegistryConfig { insecure: Vec::new(), timeout: Duration::from_secs(30) }
+        RegistryConfig { insecure: Vec::new(), timeout: Duration::from_secs(30), token_realms: Vec::new() }
     }
 }
 
@@ -56,9 +60,11 @@ pub struct OciRegistry {
 impl OciRegistry {
     /// Fails only if the HTTP client cannot be set up (its TLS backend); nothing is contacted.
     pub fn new(config: RegistryConfig) -> Result<OciRegistry, RegistryError> {
-        let client = Client::new(config.insecure, config.timeout).map_err(|err| RegistryError::Unreachable {
-            registry: "(any)".to_owned(),
-            message: format!("could not set up the HTTP client: {err}"),
+        let client = Client::new(config.insecure, config.timeout, config.token_realms).map_err(|err| {
+            RegistryError::Unreachable {
+                registry: "(any)".to_owned(),
+                message: format!("could not set up the HTTP client: {err}"),
+            }
         })?;
         Ok(OciRegistry { client })
     }

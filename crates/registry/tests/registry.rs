@@ -16,8 +16,12 @@ use jobforge_testkit::registry::TestRegistry;
 
 /// A client that speaks plain http to `registry`.
 fn client(registry: &TestRegistry) -> OciRegistry {
-    OciRegistry::new(RegistryConfig { insecure: vec![host(registry)], timeout: Duration::from_secs(10) })
-        .expect("an HTTP client")
+    OciRegistry::new(RegistryConfig {
+        insecure: vec![host(registry)],
+        timeout: Duration::from_secs(10),
+        ..RegistryConfig::default()
+    })
+    .expect("an HTTP client")
 }
 
 fn host(registry: &TestRegistry) -> RegistryHost {

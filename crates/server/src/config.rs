@@ -76,6 +76,8 @@ pub struct ServiceConfig {
     pub log_retention: Duration,
     /// What one caller may take at once (pending jobs, submission rate, open streams).
     pub limits: crate::service::limits::LimitSettings,
+    /// Hosts besides a registry's own whose token realm may receive its credentials.
+    pub registry_token_realms: Vec<String>,
     /// How often backend runs of no live job are looked for and removed.
     pub zombie_sweep: Duration,
     /// The shim command of the local backend (program and leading arguments).
@@ -296,6 +298,7 @@ impl ServiceConfig {
             local_repos: Vec::new(),
             log_retention: Duration::from_mins(720 * 60),
             limits: crate::service::limits::LimitSettings::default(),
+            registry_token_realms: Vec::new(),
             zombie_sweep: Duration::from_mins(5),
             shim,
             nomad: NomadSettings::default(),

@@ -88,8 +88,12 @@ pub async fn wire(
         SecretsKind::Vault => Arc::new(jobforge_vault::VaultSecrets::connect(vault_config(config)?).await?),
     };
     let registry = Arc::new(
-        OciRegistry::new(RegistryConfig { insecure: config.insecure_registries.clone(), ..RegistryConfig::default() })
-            .map_err(WiringError::Registry)?,
+        OciRegistry::new(RegistryConfig {
+            insecure: config.insecure_registries.clone(),
+            token_realms: config.registry_token_realms.clone(),
+            ..RegistryConfig::default()
+        })
+        .map_err(WiringError::Registry)?,
     );
     let backend: Arc<dyn jobforge_core::ports::Backend> = match config.backend {
         BackendKind::Local => {

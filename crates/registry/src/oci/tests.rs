@@ -18,7 +18,8 @@ const DIGEST: &str = "sha256:111111111111111111111111111111111111111111111111111
 /// A client that speaks plain http to `server`.
 fn client(server: &MockServer) -> OciRegistry {
     let host = server.address().to_string().parse().expect("a loopback host");
-    OciRegistry::new(RegistryConfig { insecure: vec![host], timeout: Duration::from_secs(10) }).expect("a client")
+    let config = RegistryConfig { insecure: vec![host], timeout: Duration::from_secs(10), ..RegistryConfig::default() };
+    OciRegistry::new(config).expect("a client")
 }
 
 fn image(server: &MockServer, reference: &str) -> ImageRef {
@@ -210,4 +211,83 @@ async fn other_answers_carry_the_registry_message() {
         }
         other => panic!("expected Status 502, got {other:?}"),
     }
+}
+
+/// `401` with a Bearer challenge whose realm is `/token` on `localhost` at `other`'s port: the
+/// same machine, another host name, so another host to this client.
+fn foreign_challenge(other: &MockServer) -> ResponseTemplate {
+    let realm = format!("http://localhost:{}/token", other.address().port());
+    ResponseTemplate::new(401)
+        .insert_header("WWW-Authenticate", format!(r#"Bearer realm="{realm}",service="reg""#).as_str())
+}
+
+#[tokio::test]
+async fn credentials_go_to_no_token_realm_on_another_host() {
+    let (server, other) = (MockServer::start().await, MockServer::start().await);
+    Mock::given(method("HEAD")).respond_with(foreign_challenge(&other)).expect(1).mount(&server).await;
+    Mock::given(method("GET"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&other)
+        .await;
+    let result = client(&server).digest(&image(&server, "a/b:latest"), Some(&creds())).await;
+    match result {
+        Err(RegistryError::Status { message, .. }) => {
+            assert!(
+                message.contains("another host") && message.contains("--registry-token-realm localhost"),
+                "{message}"
+            )
+        }
+        other => panic!("refused before anything is sent: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_token_realm_the_operator_allows_gets_the_credentials() {
+    let (server, other) = (MockServer::start().await, MockServer::start().await);
+    Mock::given(method("HEAD"))
+        .and(no_authorization)
+        .respond_with(foreign_challenge(&other))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/token"))
+        .and(basic_auth("robot", "pa55-word"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({ "token": "tok-9" })))
+        .expect(1)
+        .mount(&other)
+        .await;
+    Mock::given(method("HEAD"))
+        .and(bearer_token("tok-9"))
+        .respond_with(ResponseTemplate::new(200).insert_header("Docker-Content-Digest", DIGEST))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let host = server.address().to_string().parse().expect("a loopback host");
+    let config = RegistryConfig {
+        insecure: vec![host],
+        timeout: Duration::from_secs(10),
+        token_realms: vec!["localhost".into()],
+    };
+    let registry = OciRegistry::new(config).expect("a client");
+    let digest = registry.digest(&image(&server, "a/b:latest"), Some(&creds())).await.expect("digest");
+    assert_eq!(digest.map(String::from).as_deref(), Some(DIGEST));
+}
+
+#[tokio::test]
+async fn a_redirect_to_another_host_is_not_followed() {
+    let (server, other) = (MockServer::start().await, MockServer::start().await);
+    let elsewhere = format!("http://localhost:{}/v2/a/b/manifests/latest", other.address().port());
+    Mock::given(method("DELETE"))
+        .respond_with(ResponseTemplate::new(307).insert_header("Location", elsewhere.as_str()))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("DELETE")).respond_with(ResponseTemplate::new(202)).expect(0).mount(&other).await;
+    let digest: jobforge_core::image::Digest = DIGEST.parse().expect("a digest");
+    let target = format!("{}/a/b@{digest}", server.address()).parse().expect("an image reference");
+    let result = client(&server).delete(&target, Some(&creds())).await;
+    assert!(!matches!(result, Ok(true)), "not deleted elsewhere: {result:?}");
 }
