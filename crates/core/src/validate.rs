@@ -415,6 +415,9 @@ pub(crate) fn check_repo_url(s: &str) -> Result<(), String> {
             if after_scheme.starts_with('/') || url.host_str().is_none_or(str::is_empty) {
                 return Err("has no host".into());
             }
+            if url.username().starts_with('-') || url.host_str().is_some_and(|h| h.starts_with('-')) {
+                return Err("must not have a user or host starting with '-' (ssh would read it as an option)".into());
+            }
         }
         "file" => {
             if url.path().len() <= 1 {
@@ -446,7 +449,7 @@ fn check_scp_url(s: &str) -> Result<(), String> {
     let (user, host) = user_host.split_once('@').ok_or_else(bad)?;
     let plain =
         |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if !plain(user) || !plain(host) || path.is_empty() || path.starts_with('-') {
+    if !plain(user) || !plain(host) || host.starts_with('-') || path.is_empty() || path.starts_with('-') {
         return Err(bad());
     }
     Ok(())

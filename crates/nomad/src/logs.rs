@@ -314,4 +314,121 @@ mod tests {
         let error = failed.expect("the decoder gives up past its limit");
         assert!(error.to_string().contains("no complete frame"), "{error}");
     }
+
+    /// The decoder on generated bodies: valid frame streams and arbitrary bytes, each cut into
+    /// chunks at arbitrary points.
+    mod properties {
+        use proptest::prelude::*;
+        use proptest::sample::Index;
+
+        use super::*;
+
+        /// What a body is made of.
+        #[derive(Clone, Debug)]
+        enum Piece {
+            Data(i64, Vec<u8>),
+            Event(&'static str),
+            Heartbeat,
+            Space(&'static str),
+        }
+
+        fn piece() -> impl Strategy<Value = Piece> {
+            prop_oneof![
+                4 => (any::<i64>(), prop::collection::vec(any::<u8>(), 1..200)).prop_map(|(o, d)| Piece::Data(o, d)),
+                1 => prop::sample::select(&["file truncated", "file deleted", "file renamed"][..]).prop_map(Piece::Event),
+                2 => Just(Piece::Heartbeat),
+                1 => prop::sample::select(&[" ", "\n", "\r\n", "\t "][..]).prop_map(Piece::Space),
+            ]
+        }
+
+        fn body_of(pieces: &[Piece]) -> String {
+            pieces
+                .iter()
+                .map(|piece| match piece {
+                    Piece::Data(offset, data) => data_frame(*offset, data),
+                    Piece::Event(event) => format!(r#"{{"File":"alloc/logs/t.stdout.0","FileEvent":"{event}"}}"#),
+                    Piece::Heartbeat => "{}".to_owned(),
+                    Piece::Space(space) => (*space).to_owned(),
+                })
+                .collect()
+        }
+
+        /// `body` cut at the given points (in any order, repeats allowed).
+        fn chunks<'a>(body: &'a [u8], cuts: &[Index]) -> Vec<&'a [u8]> {
+            let mut at: Vec<usize> = cuts.iter().map(|c| c.index(body.len() + 1)).collect();
+            at.extend([0, body.len()]);
+            at.sort_unstable();
+            at.dedup();
+            at.windows(2).map(|w| &body[w[0]..w[1]]).collect()
+        }
+
+        /// A valid body with some bytes changed, inserted or removed.
+        fn damaged() -> impl Strategy<Value = Vec<u8>> {
+            let change = (any::<Index>(), any::<u8>(), 0..3u8);
+            (prop::collection::vec(piece(), 0..6), prop::collection::vec(change, 1..4)).prop_map(|(pieces, changes)| {
+                let mut body = body_of(&pieces).into_bytes();
+                for (at, byte, how) in changes {
+                    let i = at.index(body.len() + 1);
+                    match how {
+                        0 if i < body.len() => body[i] = byte,
+                        1 if i < body.len() => {
+                            body.remove(i);
+                        }
+                        _ => body.insert(i, byte),
+                    }
+                }
+                body
+            })
+        }
+
+        fn bytes() -> impl Strategy<Value = Vec<u8>> {
+            let body = || prop::collection::vec(piece(), 0..6).prop_map(|pieces| body_of(&pieces).into_bytes());
+            prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..256),
+                body(),
+                (body(), any::<Index>()).prop_map(|(mut body, at)| {
+                    body.truncate(at.index(body.len() + 1));
+                    body
+                }),
+                damaged(),
+                prop::collection::vec(prop::sample::select(&b"{}[]\":,0123456789-eE.tfnrul \\/AZaz+="[..]), 0..64),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn frames_split_anywhere_decode_to_the_frames_sent(
+                pieces in prop::collection::vec(piece(), 0..12), cuts in prop::collection::vec(any::<Index>(), 0..12),
+            ) {
+                let body = body_of(&pieces);
+                let frames = decode(&chunks(body.as_bytes(), &cuts)).unwrap();
+                let sent: Vec<u8> = pieces
+                    .iter()
+                    .flat_map(|p| match p {
+                        Piece::Data(_, data) => data.clone(),
+                        _ => Vec::new(),
+                    })
+                    .collect();
+                let frames_sent = pieces.iter().filter(|p| matches!(p, Piece::Data(..) | Piece::Event(_))).count();
+                prop_assert_eq!(frames.len(), frames_sent);
+                prop_assert_eq!(data_of(&frames), sent);
+                prop_assert_eq!(frames, decode(&[body.as_bytes()]).unwrap(), "the cuts change nothing");
+            }
+
+            /// Whatever the bytes, the decoder answers, and where the chunks were cut does not
+            /// change its answer.
+            #[test]
+            fn any_bytes_cut_anywhere_decode_as_the_whole_body_does(
+                body in bytes(), cuts in prop::collection::vec(any::<Index>(), 0..12),
+            ) {
+                let whole = decode(&[&body]);
+                let cut = decode(&chunks(&body, &cuts));
+                match (whole, cut) {
+                    (Ok(whole), Ok(cut)) => prop_assert_eq!(whole, cut),
+                    (Err(_), Err(error)) => prop_assert!(matches!(error, NomadError::Decode { .. }), "{error}"),
+                    (whole, cut) => prop_assert!(false, "whole: {whole:?}, cut: {cut:?}"),
+                }
+            }
+        }
+    }
 }

@@ -91,6 +91,24 @@ fn repository_urls() {
     }
 }
 
+/// ssh reads a host or user starting with '-' as an option (`ssh://-oProxyCommand=...`), and
+/// git passes both to it.
+#[test]
+fn repository_hosts_and_users_that_read_as_options_are_refused() {
+    for bad in [
+        "ssh://-oProxyCommand=id/x",
+        "ssh://-oProxyCommand=id@host/x",
+        "ssh://git@-host/x",
+        "https://-x/y",
+        "git://-x/y",
+        "git@-oProxyCommand:path",
+    ] {
+        check_refused(with(json!({"repo_url": bad})), "repo_url");
+    }
+    let ok = "ssh://git-user@git-host.example.com/team-a/app-b.git";
+    assert!(job_spec(&with(json!({"repo_url": ok}))).is_ok(), "a dash inside a name is fine");
+}
+
 #[test]
 fn git_refs() {
     for ok in ["main", "feature/x", "v1.2.3", "0123456789abcdef0123456789abcdef01234567"] {
