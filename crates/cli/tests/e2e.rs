@@ -247,7 +247,11 @@ async fn a_flood_without_newlines_is_cut_and_memory_stays_bounded() {
     let flood: Vec<_> = lines.iter().filter(|l| l.text.starts_with("xxxx")).collect();
     assert_eq!(flood.len(), 1, "one line of it is kept");
     let tail: String = flood[0].text.chars().rev().take(80).collect::<Vec<_>>().into_iter().rev().collect();
-    assert!(flood[0].text.ends_with(jobforge_core::logs::CUT_MARKER), "and says it was cut: ...{tail:?} ({} bytes)", flood[0].text.len());
+    assert!(
+        flood[0].text.ends_with(jobforge_core::logs::CUT_MARKER),
+        "and says it was cut: ...{tail:?} ({} bytes)",
+        flood[0].text.len()
+    );
     assert!(flood[0].text.len() < 17 * 1024);
     assert!(lines.iter().any(|l| l.text == "after"), "the output after it is kept");
     assert!(service_peak > 0 && service_peak < 200 * 1024, "the service peaked at {service_peak} kB");

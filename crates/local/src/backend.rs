@@ -23,7 +23,7 @@ use jobforge_core::ports::{Backend, BackendError, RunEvents, RunSpec, RunWork, S
 use jobforge_core::secret::Credentials;
 use jobforge_core::state::{CleanupReport, Leftover};
 use jobforge_core::validate::Problem;
-use jobforge_core::{JobId, RunId};
+use jobforge_core::{JobId, RunId, RunKey};
 
 use crate::follow;
 use crate::plan::{self, Places, Resolved};
@@ -468,6 +468,23 @@ impl Backend for LocalBackend {
             jobs.extend(runs.map(|run| run.job()));
         }
         Ok(jobs.into_iter().collect())
+    }
+
+    /// The digest buildah wrote with `--digestfile` into the build run's directory.
+    async fn built_digest(&self, job: JobId) -> Result<Option<jobforge_core::image::Digest>, BackendError> {
+        let path = self.run_dir(&RunKey::build(job).id()).path().join("digest");
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) => {
+                let context = format!("reading the digest the build of job {job} reported");
+                return Err(BackendError::Io { context, source: err });
+            }
+        };
+        let digest = text.trim().parse().map_err(|e| BackendError::Io {
+            context: format!("the build of job {job} reported {:?} as its digest", text.trim()),
+            source: std::io::Error::other(format!("{e}")),
+        })?;
+        Ok(Some(digest))
     }
 
     async fn checkout(&self, job: JobId, dockerfile: &RelPath) -> Option<Checkout> {

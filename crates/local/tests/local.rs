@@ -415,3 +415,26 @@ async fn cleaning_up_a_job_leaves_the_name_of_another_jobs_identical_image() {
     let status = std::process::Command::new(&argv[0]).args(&argv[1..]).status().unwrap();
     assert!(status.success(), "the other job's image lost its name {name}");
 }
+
+/// The digest a build reports is the one buildah pushed, whatever the temp tag names later: a
+/// push to the tag between the build and the tests must not change what gets tested.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_built_digest_is_what_the_build_pushed_not_what_the_tag_names_later() {
+    let env = Env::new();
+    let built = env.build_example().await;
+    let reported = env.backend.built_digest(env.job).await.unwrap().expect("the build reports its digest");
+    assert_eq!(built.reference, jobforge_core::image::Reference::Digest(reported.clone()), "the digest buildah pushed");
+    // Someone pushes another image to the temp tag.
+    let other = Env::new();
+    let replacement = other.build_example().await;
+    let tag = format!("docker://{}", env.temp_image());
+    let status = std::process::Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false", "--dest-tls-verify=false"])
+        .arg(format!("docker://{replacement}"))
+        .arg(&tag)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(env.backend.built_digest(env.job).await.unwrap(), Some(reported), "still the build's own");
+    assert!(env.backend.built_digest(jobforge_core::JobId::new()).await.is_err(), "no build, no digest");
+}

@@ -19,8 +19,21 @@ use super::settings::Settings;
 use super::step::Event;
 use super::work::{masked_secrets, pinned, targets, temp_credentials};
 
-/// After a build: what the registry holds for the temp image.
+/// After a build: the digest it pushed, as the build reported it; where the backend cannot
+/// say, what the registry holds for the temp image.
 pub(super) async fn resolve_digest(ports: &Ports, settings: &Settings, record: &JobRecord) -> Event {
+    match ports.backend.built_digest(record.id).await {
+        Ok(Some(digest)) => {
+            tracing::info!(%digest, "built");
+            return Event::DigestResolved { digest: Ok(digest) };
+        }
+        Ok(None) => tracing::debug!("the backend does not report the built digest; reading the temp tag"),
+        Err(err) => {
+            return Event::DigestResolved {
+                digest: Err(format!("could not read the digest the build reported: {err}")),
+            };
+        }
+    }
     let creds = read_credentials(ports, &temp_credentials(settings, record)).await;
     let digest = match ports.registry.digest(&record.temp_image, creds.as_ref()).await {
         Ok(Some(digest)) => {

@@ -185,6 +185,16 @@ pub trait Backend: Send + Sync + 'static {
     /// Whether the backend can run work now (tools present, cluster reachable).
     async fn check(&self) -> Result<(), BackendError>;
 
+    /// The digest the job's build pushed, as the build itself reported it (buildah's
+    /// `--digestfile`), after the build run exited 0. This, not what the temp tag names
+    /// afterwards, is the image tests run against and publish copies: a push to the temp tag
+    /// in between must not substitute another image. `None` where the backend cannot tell;
+    /// the engine then reads the registry's temp tag, the weaker answer.
+    async fn built_digest(&self, job: JobId) -> Result<Option<crate::image::Digest>, BackendError> {
+        let _ = job;
+        Ok(None)
+    }
+
     /// What the job's checkout holds (the committed Dockerfile at `dockerfile`, the
     /// repository's file names), for the diagnosis of a failed build; called before
     /// `cleanup`. `None` where the backend cannot look (it is only a better hint).

@@ -22,7 +22,7 @@ use jobforge_core::logs::{RunCursor, RunLine};
 use jobforge_core::ports::{Backend, BackendError, Clock, RunEvent, RunEvents, RunExit, RunSpec, RunWork, Started};
 use jobforge_core::state::CleanupReport;
 use jobforge_core::validate::Problem;
-use jobforge_core::{JobId, Phase, RunId, Stream};
+use jobforge_core::{JobId, Phase, RunId, RunKey, Stream};
 
 use super::{MemoryRegistry, TokioClock};
 
@@ -279,6 +279,15 @@ impl Backend for MemoryBackend {
         let began = Some(run.began);
         let follower = Follower { run, from: from.clone(), next: 0, began, done: false };
         Ok(futures::stream::unfold(follower, Follower::next).boxed())
+    }
+
+    /// The digest the build pushed, once it exited 0; a run removed by cleanup says nothing.
+    async fn built_digest(&self, job: JobId) -> Result<Option<Digest>, BackendError> {
+        let run = self.runs.lock().unwrap_or_else(|e| e.into_inner()).get(&RunKey::build(job).id()).cloned();
+        let succeeded = run.is_some_and(|run| {
+            matches!(run.state.lock().unwrap_or_else(|e| e.into_inner()).exit, Some(RunExit::Exited { code: 0 }))
+        });
+        Ok(succeeded.then(|| build_digest(job)))
     }
 
     async fn stop(&self, id: &RunId, _grace: Duration) -> Result<(), BackendError> {

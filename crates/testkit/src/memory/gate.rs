@@ -250,6 +250,9 @@ impl Backend for Gated<dyn Backend> {
     async fn check(&self) -> Result<(), BackendError> {
         self.gate.pass(self.inner.check()).await
     }
+    async fn built_digest(&self, job: JobId) -> Result<Option<jobforge_core::image::Digest>, BackendError> {
+        self.gate.pass(self.inner.built_digest(job)).await
+    }
 }
 
 #[async_trait]
