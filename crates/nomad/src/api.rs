@@ -1,7 +1,8 @@
 //! What jobforge reads back from Nomad's HTTP API, in Nomad's wire form (the Go field names):
 //! jobs ([`JobListStub`], [`JobInfo`]), allocations ([`AllocListStub`], [`Allocation`],
 //! [`TaskState`], [`TaskEvent`]), evaluations ([`Evaluation`], [`AllocMetric`]),
-//! [`JobSummary`], the answers to register and deregister, and log frames ([`StreamFrame`]).
+//! [`JobSummary`], the answers to register and deregister, log frames ([`StreamFrame`]) and
+//! the entries of an allocation's directory ([`AllocFileInfo`]).
 //!
 //! Every type tolerates Nomad's JSON habits, because a read that fails on a harmless quirk
 //! would leave the engine blind to a running job:
@@ -787,6 +788,36 @@ impl StreamFrame {
     /// The `{}` frame Nomad sends about once a second to keep the connection alive.
     pub fn is_heartbeat(&self) -> bool {
         self.offset == 0 && self.data.is_empty() && self.file.is_empty() && self.file_event.is_none()
+    }
+}
+
+/// An entry of an allocation's directory (`AllocFileInfo`): one of the list
+/// `GET /v1/client/fs/ls/:alloc` answers, or what `GET /v1/client/fs/stat/:alloc` says of one
+/// path.
+///
+/// A listing describes each entry itself (Go's `DirEntry.Info`, an lstat): a symbolic link is
+/// listed as a link, with `IsDir` false, never as what it points to. A stat follows links.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct AllocFileInfo {
+    /// The base name.
+    pub name: String,
+    pub is_dir: bool,
+    /// Bytes (a directory's own size, for a directory).
+    pub size: i64,
+    /// Go's `FileMode.String()`: type letters (`d` directory, `L` symbolic link, `D` device,
+    /// `p` pipe, `S` socket, ...) then `rwxrwxrwx`, or `-` then the permissions for a regular
+    /// file.
+    pub file_mode: String,
+    #[serde(with = "rfc3339")]
+    pub mod_time: Option<DateTime<Utc>>,
+}
+
+impl AllocFileInfo {
+    /// A regular file: not a directory, a link, a device, a pipe or a socket. Go writes a
+    /// regular file's mode with no type letter, so it alone starts with `-`.
+    pub fn is_regular_file(&self) -> bool {
+        !self.is_dir && self.file_mode.starts_with('-')
     }
 }
 

@@ -7,8 +7,11 @@
 //! interleaved sequences (`n = 4k + sequence`, [`Backend::sequences`] is 4), each deterministic
 //! on its own: following a run again reads it from the start, numbers every line as before,
 //! and yields only those after the cursor in their own sequence.
+//!
+//! A failed build's checkout (for its diagnosis) is read where the build task left it, in its
+//! allocation's directory, through Nomad's client filesystem API: see [`CheckoutReader`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,14 +20,15 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use jobforge_core::config::JobSpec;
+use jobforge_core::config::{JobSpec, RelPath};
+use jobforge_core::diagnose::Checkout;
 use jobforge_core::logs::{RunCursor, RunLine};
 use jobforge_core::ports::{Backend, BackendError, RunEvent, RunEvents, RunExit, RunSpec, Started};
 use jobforge_core::state::{CleanupReport, Leftover};
 use jobforge_core::validate::Problem;
-use jobforge_core::{JobId, RunId, Stream, Timestamp};
+use jobforge_core::{JobId, Phase, RunId, RunKey, Stream, Timestamp};
 
-use crate::api::{AllocListStub, ClientStatus, LogType, TaskEventType, TaskStatus};
+use crate::api::{AllocFileInfo, AllocListStub, ClientStatus, LogType, TaskEventType, TaskStatus};
 use crate::client::{Blocking, NomadClient};
 use crate::error::NomadError;
 use crate::job::RegisterRequest;
@@ -234,6 +238,44 @@ impl Backend for NomadBackend {
         Ok(ids.into_iter().collect())
     }
 
+    /// The digest file the build task wrote (`build.sh`: `--digestfile`), read from its
+    /// allocation; `None` for a build that wrote none (one started by an older jobforge).
+    async fn built_digest(&self, job: JobId) -> Result<Option<jobforge_core::image::Digest>, BackendError> {
+        let id = self.nomad_id(&RunKey::build(job).id());
+        let (allocs, _) = self.client.job_allocations(&id, None).await.map_err(|e| backend_error("Nomad", e))?;
+        let Some(alloc) = allocs.into_iter().max_by_key(|a| a.create_index) else { return Ok(None) };
+        let path = format!("{}/local/digest", Phase::Build.as_str());
+        let bytes = match self.client.fs_cat(&alloc.id, &path, 1024).await {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                tracing::warn!(nomad_job = %id, %error, "the build's digest file cannot be read");
+                return Ok(None);
+            }
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        match text.trim().parse() {
+            Ok(digest) => Ok(Some(digest)),
+            Err(_) => Err(BackendError::Unavailable(format!("the build reported {:?} as its digest", text.trim()))),
+        }
+    }
+
+    async fn checkout(&self, job: JobId, dockerfile: &RelPath) -> Option<Checkout> {
+        let id = self.nomad_id(&RunKey::build(job).id());
+        let allocs = match self.client.job_allocations(&id, None).await {
+            Ok((allocs, _)) => allocs,
+            Err(error) => {
+                tracing::debug!(nomad_job = %id, %error, "cannot find the build's allocation to read its checkout");
+                return None;
+            }
+        };
+        // A build job has one allocation (it is never rescheduled); the latest, should there be more.
+        let Some(alloc) = allocs.into_iter().max_by_key(|a| a.create_index) else {
+            tracing::debug!(nomad_job = %id, "the build has no allocation to read a checkout from");
+            return None;
+        };
+        CheckoutReader::new(&self.client, &alloc.id, Phase::Build.as_str()).read(dockerfile).await
+    }
+
     async fn check(&self) -> Result<(), BackendError> {
         match self.client.leader().await {
             Ok(leader) if !leader.is_empty() => Ok(()),
@@ -241,6 +283,160 @@ impl Backend for NomadBackend {
             Err(error) => Err(backend_error("Nomad", error)),
         }
     }
+}
+
+/// A Dockerfile larger than this is not read (as on the local backend).
+const DOCKERFILE_MAX: usize = 1024 * 1024;
+/// At most this many names are listed, and this deep (as on the local backend).
+const FILES_MAX: usize = 5000;
+const DEPTH_MAX: usize = 8;
+/// At most this many directory listings are asked for: each is a request to Nomad, and a
+/// repository of many small directories must not keep the diagnosis waiting.
+const LISTINGS_MAX: usize = 300;
+
+/// Reads a build's checkout, `<task>/local/src` in its allocation's directory (the build task
+/// clones into `$NOMAD_TASK_DIR/src`, and `NOMAD_TASK_DIR` is `<task>/local`), into what the
+/// local backend's checkout reader gives: the file names breadth-first up to [`FILES_MAX`] and
+/// [`DEPTH_MAX`] (`.git` left out, directories ending in `/`, relative to the repository's root,
+/// sorted), and the Dockerfile up to [`DOCKERFILE_MAX`].
+///
+/// Every path asked for is `<task>/local/src` followed by names Nomad listed there (or the
+/// job's checked path, split into its parts), so none leads out of the checkout; and since
+/// Nomad's stat and cat follow symbolic links, the Dockerfile is read only when each part of
+/// its path is listed as a real directory and the file itself as a regular file.
+struct CheckoutReader<'a> {
+    client: &'a NomadClient,
+    alloc: &'a str,
+    /// `<task>/local/src`, relative to the allocation's directory.
+    root: String,
+    /// Listings so far, by directory relative to the root ("" for the root itself).
+    listings: BTreeMap<String, Vec<AllocFileInfo>>,
+    /// Listings asked for, answered or not.
+    requests: usize,
+}
+
+impl<'a> CheckoutReader<'a> {
+    fn new(client: &'a NomadClient, alloc: &'a str, task: &str) -> CheckoutReader<'a> {
+        CheckoutReader { client, alloc, root: format!("{task}/local/src"), listings: BTreeMap::new(), requests: 0 }
+    }
+
+    /// What the checkout holds; `None` if the checkout cannot be listed at all.
+    async fn read(mut self, dockerfile: &RelPath) -> Option<Checkout> {
+        if let Err(error) = self.list("").await {
+            tracing::debug!(alloc = %self.alloc, %error, "cannot list the build's checkout");
+            return None;
+        }
+        // The Dockerfile first: the directories on its way are then listed whatever bound the
+        // walk reaches (and the walk finds them listed already).
+        let dockerfile = self.dockerfile(dockerfile).await;
+        let files = self.files().await;
+        Some(Checkout { dockerfile, files })
+    }
+
+    /// The path, relative to the allocation's directory, of `relative` (parts of the checkout).
+    fn path(&self, relative: &str) -> String {
+        if relative.is_empty() { self.root.clone() } else { format!("{}/{relative}", self.root) }
+    }
+
+    /// The entries of `dir` (relative to the root), asked for once.
+    async fn list(&mut self, dir: &str) -> Result<&[AllocFileInfo], NomadError> {
+        if !self.listings.contains_key(dir) {
+            if self.requests >= LISTINGS_MAX {
+                return Err(NomadError::Decode {
+                    what: "the checkout".into(),
+                    message: format!("more than {LISTINGS_MAX} directories to list"),
+                });
+            }
+            self.requests += 1;
+            let mut entries = self.client.fs_ls(self.alloc, &self.path(dir)).await?;
+            // A name that is not one plain part (which Nomad never lists) would lead elsewhere.
+            entries.retain(|entry| is_plain_name(&entry.name));
+            entries.sort_by(|a, b| a.name.cmp(&b.name));
+            self.listings.insert(dir.to_owned(), entries);
+        }
+        Ok(self.listings.get(dir).map(Vec::as_slice).unwrap_or_default())
+    }
+
+    /// The names in the checkout, breadth-first within the bounds, then sorted.
+    async fn files(&mut self) -> Vec<String> {
+        let mut files = Vec::new();
+        let mut queue = VecDeque::from([(String::new(), 0)]);
+        'walk: while let Some((dir, depth)) = queue.pop_front() {
+            let entries = match self.list(&dir).await {
+                Ok(entries) => entries.to_vec(),
+                // A directory gone since it was listed only leaves a gap. Anything else (Nomad
+                // unreachable or failing, the request bound reached) would end every other
+                // listing the same way, each after its timeout: stop, and keep what is listed.
+                Err(NomadError::NotFound(_)) => continue,
+                Err(error) => {
+                    tracing::debug!(alloc = %self.alloc, dir = %self.path(&dir), %error, "checkout listing stopped");
+                    break;
+                }
+            };
+            for entry in entries.into_iter().filter(|entry| entry.name != ".git") {
+                if files.len() >= FILES_MAX {
+                    break 'walk;
+                }
+                let name = if dir.is_empty() { entry.name } else { format!("{dir}/{}", entry.name) };
+                if entry.is_dir {
+                    files.push(format!("{name}/"));
+                    if depth + 1 < DEPTH_MAX {
+                        queue.push_back((name, depth + 1));
+                    }
+                } else {
+                    files.push(name);
+                }
+            }
+        }
+        files.sort();
+        files
+    }
+
+    /// The committed Dockerfile at `path`, if it is a regular file inside the checkout, reached
+    /// through real directories, of at most [`DOCKERFILE_MAX`] bytes of UTF-8.
+    async fn dockerfile(&mut self, path: &RelPath) -> Option<String> {
+        let parts: Vec<&str> = path.as_str().split('/').filter(|part| !matches!(*part, "" | ".")).collect();
+        if parts.is_empty() || !parts.iter().all(|part| is_plain_name(part)) {
+            return None;
+        }
+        for (at, part) in parts.iter().enumerate() {
+            let dir = parts[..at].join("/");
+            let entries = match self.list(&dir).await {
+                Ok(entries) => entries,
+                Err(error) => {
+                    tracing::debug!(alloc = %self.alloc, dir = %self.path(&dir), %error, "cannot list the Dockerfile's directory");
+                    return None;
+                }
+            };
+            let entry = entries.iter().find(|entry| entry.name == *part)?;
+            let last = at + 1 == parts.len();
+            if (last && !entry.is_regular_file()) || (!last && !entry.is_dir) {
+                tracing::debug!(alloc = %self.alloc, path = %path.as_str(), "the Dockerfile is not a file of the checkout");
+                return None;
+            }
+        }
+        let full = self.path(&parts.join("/"));
+        let read = async {
+            let info = self.client.fs_stat(self.alloc, &full).await?;
+            if info.is_dir || info.size < 0 || info.size as u64 > DOCKERFILE_MAX as u64 {
+                return Ok(None);
+            }
+            self.client.fs_cat(self.alloc, &full, DOCKERFILE_MAX).await.map(Some)
+        };
+        match read.await {
+            Ok(Some(bytes)) => String::from_utf8(bytes.to_vec()).ok(),
+            Ok(None) => None,
+            Err(error) => {
+                tracing::debug!(alloc = %self.alloc, path = %full, %error, "cannot read the Dockerfile");
+                None
+            }
+        }
+    }
+}
+
+/// One part of a path, naming an entry of its directory: not empty, `.` or `..`, no `/`.
+fn is_plain_name(name: &str) -> bool {
+    !matches!(name, "" | "." | "..") && !name.contains('/')
 }
 
 type Sender = mpsc::Sender<Result<RunEvent, BackendError>>;

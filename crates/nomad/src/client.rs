@@ -24,8 +24,8 @@ use url::Url;
 use jobforge_core::error_text::root_cause;
 
 use crate::api::{
-    AllocListStub, Allocation, DeregisterResponse, Evaluation, JobInfo, JobListStub, JobSummary, LogType,
-    RegisterResponse,
+    AllocFileInfo, AllocListStub, Allocation, DeregisterResponse, Evaluation, JobInfo, JobListStub, JobSummary,
+    LogType, RegisterResponse,
 };
 use crate::error::NomadError;
 use crate::job::RegisterRequest;
@@ -375,6 +375,60 @@ impl NomadClient {
             return Err(self.error_answer(status, &body));
         }
         Ok(response)
+    }
+
+    /// `GET /v1/client/fs/ls/:alloc?path=`: the entries of a directory of the allocation, `path`
+    /// relative to the allocation's directory (`<task>/local/...` for a task's `local`), in
+    /// Nomad's order (by name). Each entry describes itself: a symbolic link is listed as one,
+    /// not followed.
+    ///
+    /// A path that does not exist, or an unknown allocation, is [`NomadError::NotFound`]; a path
+    /// leading out of the allocation's directory is refused by Nomad (a 500).
+    pub async fn fs_ls(&self, alloc: &str, path: &str) -> Result<Vec<AllocFileInfo>, NomadError> {
+        let builder = self.request(Method::GET, &["client", "fs", "ls", alloc])?.query(&[("path", path)]);
+        let answer = self.send(builder, self.config.timeout).await?;
+        self.decode_list(&answer, "a directory listing")
+    }
+
+    /// `GET /v1/client/fs/stat/:alloc?path=`: what the path of the allocation is (Nomad follows
+    /// a symbolic link here). Errors as for [`NomadClient::fs_ls`].
+    pub async fn fs_stat(&self, alloc: &str, path: &str) -> Result<AllocFileInfo, NomadError> {
+        let builder = self.request(Method::GET, &["client", "fs", "stat", alloc])?.query(&[("path", path)]);
+        let answer = self.send(builder, self.config.timeout).await?;
+        self.decode(&answer, "a file's description")
+    }
+
+    /// `GET /v1/client/fs/cat/:alloc?path=`: the bytes of a file of the allocation, if it holds
+    /// at most `limit`. Reading stops past `limit`, so a file larger than that (or one that grew
+    /// since a [`NomadClient::fs_stat`]) costs at most `limit` bytes and is a
+    /// [`NomadError::Decode`].
+    ///
+    /// Nomad refuses a path that does not exist or is a directory as malformed
+    /// ([`NomadError::BadRequest`], Nomad's own text saying which); an unknown allocation is
+    /// [`NomadError::NotFound`].
+    pub async fn fs_cat(&self, alloc: &str, path: &str, limit: usize) -> Result<Bytes, NomadError> {
+        let builder = self.request(Method::GET, &["client", "fs", "cat", alloc])?.query(&[("path", path)]);
+        let timeout = self.config.timeout;
+        let mut response =
+            builder.timeout(timeout).send().await.map_err(|error| self.transport_error(&error, timeout))?;
+        let status = response.status();
+        tracing::debug!(path = response.url().path(), status = status.as_u16(), "nomad answered a file read");
+        if !status.is_success() {
+            let body = response.bytes().await.map_err(|error| self.transport_error(&error, timeout))?;
+            return Err(self.error_answer(status, &body));
+        }
+        let mut data = bytes::BytesMut::new();
+        while let Some(chunk) = response.chunk().await.map_err(|error| self.transport_error(&error, timeout))? {
+            if data.len() + chunk.len() > limit {
+                // Dropping the response closes the connection: the rest is never read.
+                return Err(NomadError::Decode {
+                    what: format!("the file {path}"),
+                    message: format!("it holds more than {limit} bytes"),
+                });
+            }
+            data.extend_from_slice(&chunk);
+        }
+        Ok(data.freeze())
     }
 
     /// `GET /v1/status/leader`: the leader's RPC address, "" when the cluster has none.

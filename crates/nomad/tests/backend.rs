@@ -45,6 +45,8 @@ async fn build_example(backend: &NomadBackend, registry: &TestRegistry) -> Image
     let (lines, exit) = run_to_end(backend, &spec).await;
     assert_eq!(exit, Some(RunExit::Exited { code: 0 }), "the example builds:\n{}", lines.join("\n"));
     let digest = registry.digest(&format!("temp/{job}"), "latest").await.expect("the build pushed its image");
+    let reported = backend.built_digest(job).await.expect("the digest file can be read");
+    assert_eq!(reported.map(String::from), Some(digest.clone()), "the build reports the digest it pushed");
     image.with_digest(digest.parse().expect("a digest"))
 }
 

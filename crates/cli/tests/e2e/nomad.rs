@@ -9,6 +9,7 @@ use jobforge_testkit::git::GitRepo;
 use jobforge_testkit::registry::TestRegistry;
 use serde_json::json;
 
+use crate::diagnosis::{Expect, diagnosed};
 use crate::support::*;
 
 /// A fake Nomad agent, a registry and `jobforge serve --backend nomad` on them.
@@ -16,7 +17,7 @@ struct Cluster {
     nomad: FakeNomad,
     registry: TestRegistry,
     service: Service,
-    _dirs: tempfile::TempDir,
+    dirs: tempfile::TempDir,
 }
 
 impl Cluster {
@@ -33,7 +34,7 @@ impl Cluster {
         args.extend(["--placement-timeout", "3s"]);
         args.extend(extra);
         let service = Service::start(&dirs.path().join("jobforge"), &registry, &args);
-        Cluster { nomad, registry, service, _dirs: dirs }
+        Cluster { nomad, registry, service, dirs }
     }
 
     fn nomad_id(&self, phase: &str, job: jobforge_core::JobId, test: Option<u32>) -> String {
@@ -168,6 +169,40 @@ async fn build_failures_on_nomad_are_diagnosed_from_the_task_scripts_output() {
     let logs = all_logs(&client, bad_ref).await;
     let own: Vec<_> = logs.iter().filter(|l| l.text.starts_with("==> ")).collect();
     assert!(!own.is_empty() && own.iter().all(|l| l.stream == Stream::System), "{}", texts(&logs));
+}
+
+/// The diagnosis reads the build's checkout out of its allocation, as it reads the local
+/// backend's work directory: the failing instruction's line in the committed Dockerfile, and
+/// the names a missing COPY source may have meant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_failures_on_nomad_name_the_dockerfile_line_and_the_closest_names() {
+    let cluster = Cluster::start(&[]).await;
+    let client = cluster.service.client();
+    let run_fails =
+        format!("{BUSYBOX_BASE}# build it\nRUN echo one && \\\n    echo two && \\\n    exit 3\nRUN echo never\n");
+    // The repositories live until the jobs have ended.
+    let (run_repo, copy_repo) =
+        (repo_with_dockerfile(&run_fails), repo_with_dockerfile(&format!("{BUSYBOX_BASE}COPY helo.txt /hello.txt\n")));
+    let fails = client.submit(&job(&run_repo.file_url(), &cluster.registry, "app", &["v1"])).await.unwrap().job_id;
+    let missing = client.submit(&job(&copy_repo.file_url(), &cluster.registry, "app", &["v1"])).await.unwrap().job_id;
+    let data = cluster.dirs.path().join("jobforge");
+
+    let expect = Expect { cause: Cause::BuildStep, line: Some(5), excerpt: "exit status 3", hint: None };
+    let error = diagnosed(&client, fails, &data, expect).await.error.unwrap();
+    assert_eq!(error.excerpt.first().map(String::as_str), Some("one"), "only the step's output: {error:#?}");
+    let spot = error.dockerfile.unwrap();
+    assert_eq!(
+        (spot.path.as_str(), spot.instruction.as_str()),
+        ("Dockerfile", "RUN echo one && \\\n    echo two && \\\n    exit 3")
+    );
+
+    let expect = Expect {
+        cause: Cause::Dockerfile,
+        line: Some(4),
+        excerpt: "no such file or directory",
+        hint: Some("did you mean `hello.txt`?"),
+    };
+    diagnosed(&client, missing, &data, expect).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,10 +28,8 @@ fn time(text: &str) -> Option<DateTime<Utc>> {
 
 /// The recorded responses with no type here, and why; every other response must be read below.
 const NOT_READ: &[&str] = &[
-    "GET_v1_client_fs_ls_ALLOCID.response.json",   // no file browsing in jobforge
-    "GET_v1_client_fs_stat_ALLOCID.response.json", // idem
     "POST_v1_allocation_ALLOCID_stop.response.json", // we stop jobs, not allocations
-    "POST_v1_job_JOBID_dispatch.response.json",    // no parameterized jobs
+    "POST_v1_job_JOBID_dispatch.response.json",      // no parameterized jobs
     "POST_v1_job_JOBID_dispatch_payload.response.json",
     "POST_v1_jobs_parse.response.json", // no HCL
     "GET_v1_event_stream.frame.json",   // the event stream is not used (yet)
@@ -53,6 +51,8 @@ const READ: &[&str] = &[
     "GET_v1_evaluations.response.json",
     "GET_v1_evaluation_EVALID.response.json",
     "GET_v1_evaluation_EVALID_allocations.response.json",
+    "GET_v1_client_fs_ls_ALLOCID.response.json",
+    "GET_v1_client_fs_stat_ALLOCID.response.json",
 ];
 
 #[test]
@@ -387,6 +387,30 @@ fn stream_frames() {
         serde_json::to_string(&frame).unwrap(),
         r#"{"Offset":5,"Data":"aGVsbG8=","File":"alloc/logs/t.stdout.0"}"#
     );
+}
+
+#[test]
+fn directory_entries() {
+    let listing: Vec<AllocFileInfo> = read(example!("GET_v1_client_fs_ls_ALLOCID.response.json"));
+    let names: Vec<(&str, bool, i64)> = listing.iter().map(|e| (e.name.as_str(), e.is_dir, e.size)).collect();
+    assert_eq!(names, [("alloc", true, 4096), ("redis", true, 4096)]);
+    assert_eq!(listing[0].file_mode, "drwxrwxr-x");
+    assert_eq!(listing[0].mod_time, time("2016-03-15T15:40:00.414236712-07:00"));
+    assert!(!listing[0].is_regular_file());
+
+    let stat: AllocFileInfo = read(example!("GET_v1_client_fs_stat_ALLOCID.response.json"));
+    assert_eq!((stat.name.as_str(), stat.is_dir, stat.size), ("redis-syslog-collector.out", false, 96));
+    assert!(stat.is_regular_file());
+    let again: AllocFileInfo = serde_json::from_value(serde_json::to_value(&stat).unwrap()).unwrap();
+    assert_eq!(again, stat);
+
+    // Only a mode without a type letter is a regular file: a link, a pipe or a device is not.
+    for mode in ["Lrwxrwxrwx", "prw-r--r--", "Dcrw-rw-rw-", "Srwxr-xr-x", ""] {
+        let entry = AllocFileInfo { file_mode: mode.into(), ..AllocFileInfo::default() };
+        assert!(!entry.is_regular_file(), "{mode}");
+    }
+    let zero: AllocFileInfo = read(("zero values", r#"{"Name":"x","ModTime":null}"#));
+    assert_eq!((zero.mod_time, zero.file_mode.as_str(), zero.size, zero.is_dir), (None, "", 0, false));
 }
 
 #[test]

@@ -78,4 +78,6 @@ if [ -n "$registry_username" ]; then
     set -- "$@" --authfile "$auth"
 fi
 say "pushing $JF_IMAGE"
-buildah push "$@" -- "$JF_IMAGE" "docker://$JF_IMAGE"
+# The digest buildah pushed is what gets tested and published, whatever the tag names later:
+# jobforge reads this file from the allocation.
+buildah push "$@" --digestfile="$NOMAD_TASK_DIR/digest" -- "$JF_IMAGE" "docker://$JF_IMAGE"

@@ -256,6 +256,16 @@ async fn route(
         only_get(method)?;
         return super::logs::serve(inner.clone(), alloc_id, query).await;
     }
+    for (prefix, op) in [
+        ("/v1/client/fs/ls/", super::fs::Op::List),
+        ("/v1/client/fs/stat/", super::fs::Op::Stat),
+        ("/v1/client/fs/cat/", super::fs::Op::Cat),
+    ] {
+        if let Some(alloc_id) = path.strip_prefix(prefix) {
+            only_get(method)?;
+            return super::fs::serve(inner, op, alloc_id, query);
+        }
+    }
     if path == "/v1/event/stream" {
         only_get(method)?;
         return super::stream::serve(inner.clone(), query);

@@ -3,15 +3,17 @@
 //!
 //! [`FakeNomad::start`] serves Nomad's HTTP API on loopback with Nomad's semantics: a raft-like
 //! index on every write, blocking queries, job/eval/alloc state machines, plain-text errors,
-//! ACL tokens, the framed log stream and the event stream. It runs `docker`-driver tasks for
-//! real: with podman, or, for images under a buildah prefix, directly on the host (see
-//! [`driver`]). Fidelity to the wire format is checked against recorded Nomad examples and the
-//! OpenAPI spec in `crates/testkit/tests/fake_nomad.rs`.
+//! ACL tokens, the framed log stream, the event stream and the allocations' directories. It
+//! runs `docker`-driver tasks for real: with podman, or, for images under a buildah prefix,
+//! directly on the host (see [`driver`]). Fidelity to the wire format is checked against
+//! recorded Nomad examples and the OpenAPI spec in `crates/testkit/tests/fake_nomad.rs` (and,
+//! for the allocation's directory, in `fs`).
 //!
 //! Codemap: `http` (routes, query parameters, blocking, errors) → `state` (the store) ←
 //! `scheduler` (evaluations into allocations) and `client` (allocations into running tasks,
 //! through `driver`; `interpolate` is Nomad's `${...}` in `Env` and in the driver config); `jobspec` decodes, defaults and validates jobs; `records` holds the wire
-//! shapes; `logs` and `stream` serve the two streaming endpoints.
+//! shapes; `logs` and `stream` serve the two streaming endpoints, `fs` the allocation's directory
+//! (`ls`, `stat`, `cat`).
 //!
 //! Invariant: the fake never panics on a request; bad input gets Nomad's error. Dropping the
 //! [`FakeNomad`] stops the server and kills every task it started.
@@ -19,6 +21,7 @@
 mod client;
 mod driver;
 mod duration;
+mod fs;
 mod http;
 mod interpolate;
 mod jobspec;
