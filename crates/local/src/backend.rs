@@ -400,6 +400,10 @@ impl Backend for LocalBackend {
         };
         signal(pid, libc::SIGTERM);
         if self.wait_ended(&run, grace).await {
+            // podman removes a `--rm` container after its client exits, in the background (a
+            // private network's teardown makes that slow): stopped means gone, so remove it now.
+            let meta = run.read_meta().unwrap_or_default();
+            self.remove_containers(&meta.containers).await;
             return Ok(());
         }
         tracing::info!(run = %id, ?grace, "run did not stop in its grace period; forcing it");
