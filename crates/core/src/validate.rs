@@ -405,6 +405,11 @@ pub(crate) fn check_repo_url(s: &str) -> Result<(), String> {
     if s.chars().any(char::is_whitespace) {
         return Err("must not contain whitespace".into());
     }
+    // RFC 3986's characters only (percent-encode the rest): a backtick, a brace or a quote in a
+    // URL is no URL, and would only ever be a trap for whatever reads it next.
+    if let Some(c) = s.chars().find(|&c| !is_uri_char(c)) {
+        return Err(format!("must hold only URL characters (RFC 3986), not {c:?}: percent-encode it"));
+    }
     if !s.contains("://") {
         return check_scp_url(s);
     }
@@ -437,6 +442,11 @@ pub(crate) fn check_repo_url(s: &str) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// Unreserved, reserved or `%`: the characters a URI may hold.
+fn is_uri_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-._~:/?#[]@!$&'()*+,;=%".contains(c)
 }
 
 /// `user@host:path`, the scp-like form git accepts for ssh.

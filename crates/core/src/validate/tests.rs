@@ -287,3 +287,24 @@ fn the_host_of_a_repository_is_what_git_connects_to() {
     assert_eq!(host("git@git.example.com:team/a.git"), Some(("git.example.com".into(), None)));
     assert_eq!(host("file:///srv/git/a.git"), None);
 }
+
+#[test]
+fn repository_urls_hold_only_url_characters() {
+    for bad in [
+        "https://git.example.com/`id`.git",
+        "https://${HOST}/team/app.git",
+        "https://git.example.com/a\"b.git",
+        "https://git.example.com/a{b}.git",
+        "git@git.example.com:team/a|b.git",
+        "https://git.example.com/caf\u{e9}.git",
+    ] {
+        check_refused(with(json!({"repo_url": bad})), "repo_url");
+    }
+    for ok in [
+        "https://git.example.com/team/app%20x.git",
+        "ssh://git@git.example.com:2222/a/b.git",
+        "git@h.example:a/b~c.git",
+    ] {
+        assert!(job_spec(&with(json!({"repo_url": ok}))).is_ok(), "{ok}");
+    }
+}

@@ -294,7 +294,8 @@ const HOSTILE: &str = "${NOMAD_TASK_DIR} ${attr.unique.hostname} %{ if true }x%{
 fn hostile_runs() -> Vec<RunSpec> {
     let mut build = build_run(true, true);
     if let RunWork::Build(work) = &mut build.work {
-        work.repo_url = from_json(json!("https://git.example.com/${attr.unique.hostname}/app.git"));
+        // A URL cannot hold `${` (a brace is no URL character), but `$` it may.
+        work.repo_url = from_json(json!("https://git.example.com/$HOME/a$(id)/app.git"));
         work.git_ref = from_json(json!("feature/${NOMAD_JOB_NAME}"));
         work.dockerfile = from_json(json!("${NOMAD_TASK_DIR}/Dockerfile"));
         work.context = from_json(json!("ctx/${node.datacenter}"));
