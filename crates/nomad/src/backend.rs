@@ -465,6 +465,8 @@ enum Update {
 struct LogBuffers {
     received: [usize; 2],
     partial: [Vec<u8>; 2],
+    /// The stream is inside a line already cut at its limit: the rest of it is dropped.
+    dropping: [bool; 2],
 }
 
 impl LogBuffers {
@@ -483,14 +485,15 @@ impl LogBuffers {
     fn push(&mut self, stream: LogType, data: &[u8]) -> Vec<String> {
         let slot = Self::slot(stream);
         self.received[slot] += data.len();
-        self.partial[slot].extend_from_slice(data);
-        take_lines(&mut self.partial[slot])
+        take_lines(&mut self.partial[slot], &mut self.dropping[slot], data)
     }
 
     /// The last line, if the output did not end with a newline.
     fn finish(&mut self, stream: LogType) -> Option<String> {
-        let rest = std::mem::take(&mut self.partial[Self::slot(stream)]);
-        (!rest.is_empty()).then(|| String::from_utf8_lossy(&rest).into_owned())
+        let slot = Self::slot(stream);
+        self.dropping[slot] = false;
+        let rest = std::mem::take(&mut self.partial[slot]);
+        (!rest.is_empty()).then(|| jobforge_core::logs::cut_long(&String::from_utf8_lossy(&rest)))
     }
 }
 
@@ -710,13 +713,41 @@ fn sequence(stream: LogType) -> Sequence {
 }
 
 /// Complete lines from the front of `buffer`, leaving a partial last line in it.
-fn take_lines(buffer: &mut Vec<u8>) -> Vec<String> {
-    let Some(end) = buffer.iter().rposition(|&b| b == b'\n') else { return Vec::new() };
-    let complete: Vec<u8> = buffer.drain(..=end).collect();
-    complete[..end]
-        .split(|&b| b == b'\n')
-        .map(|line| String::from_utf8_lossy(line).trim_end_matches('\r').to_owned())
-        .collect()
+/// The lines `data` completes after what `partial` holds. A line is kept to
+/// [`MAX_LINE_BYTES`](jobforge_core::logs::MAX_LINE_BYTES): once `partial` reaches it without a
+/// newline, its start goes out marked as cut and the rest of the line is dropped (`dropping`)
+/// as it arrives, so a task printing without end holds one bounded buffer. Each byte is looked
+/// at once.
+fn take_lines(partial: &mut Vec<u8>, dropping: &mut bool, mut data: &[u8]) -> Vec<String> {
+    let limit = jobforge_core::logs::MAX_LINE_BYTES;
+    let mut lines = Vec::new();
+    while !data.is_empty() {
+        let newline = data.iter().position(|&b| b == b'\n');
+        let (piece, rest) = match newline {
+            Some(at) => (&data[..at], &data[at + 1..]),
+            None => (data, &data[data.len()..]),
+        };
+        if !*dropping {
+            let room = (limit + 1).saturating_sub(partial.len());
+            partial.extend_from_slice(&piece[..piece.len().min(room)]);
+        }
+        match newline {
+            Some(_) if *dropping => *dropping = false,
+            Some(_) => {
+                let text = String::from_utf8_lossy(partial);
+                lines.push(jobforge_core::logs::cut_long(text.trim_end_matches('\r')));
+                partial.clear();
+            }
+            None if !*dropping && partial.len() > limit => {
+                lines.push(jobforge_core::logs::mark_cut(&String::from_utf8_lossy(partial)));
+                partial.clear();
+                *dropping = true;
+            }
+            None => {}
+        }
+        data = rest;
+    }
+    lines
 }
 
 fn task_ran(stub: &AllocListStub, task: &str) -> bool {
@@ -821,13 +852,33 @@ mod tests {
 
     #[test]
     fn lines_are_cut_at_newlines_and_partial_lines_kept() {
-        let mut buffer = b"one\ntwo\r\nthr".to_vec();
-        assert_eq!(take_lines(&mut buffer), ["one", "two"]);
-        assert_eq!(buffer, b"thr");
-        buffer.extend_from_slice(b"ee\n");
-        assert_eq!(take_lines(&mut buffer), ["three"]);
-        assert!(buffer.is_empty());
-        assert!(take_lines(&mut b"no newline".to_vec()).is_empty());
+        let (mut partial, mut dropping) = (Vec::new(), false);
+        assert_eq!(take_lines(&mut partial, &mut dropping, b"one\ntwo\r\nthr"), ["one", "two"]);
+        assert_eq!(partial, b"thr");
+        assert_eq!(take_lines(&mut partial, &mut dropping, b"ee\n"), ["three"]);
+        assert!(partial.is_empty());
+        assert!(take_lines(&mut partial, &mut dropping, b"no newline").is_empty());
+    }
+
+    /// A line without end, in chunks of any size, holds one bounded buffer and comes out once,
+    /// marked as cut; the next line is whole again.
+    #[test]
+    fn an_endless_line_is_cut_and_the_rest_dropped() {
+        use jobforge_core::logs::{CUT_MARKER, MAX_LINE_BYTES};
+        let (mut buffers, chunk) = (LogBuffers::default(), vec![b'x'; 7000]);
+        let mut lines = Vec::new();
+        for _ in 0..200 {
+            lines.extend(buffers.push(LogType::Stdout, &chunk));
+            assert!(buffers.partial[0].len() <= MAX_LINE_BYTES + 1, "bounded");
+        }
+        lines.extend(buffers.push(LogType::Stdout, b"xx\nafter\n"));
+        assert_eq!(lines.len(), 2, "{:?}", lines.iter().map(String::len).collect::<Vec<_>>());
+        assert!(lines[0].ends_with(CUT_MARKER) && lines[0].len() <= MAX_LINE_BYTES);
+        assert_eq!(lines[1], "after");
+        assert_eq!(buffers.received(LogType::Stdout), 200 * 7000 + 9, "offsets count every byte");
+        let long_with_newline = [vec![b'y'; MAX_LINE_BYTES + 10], b"\n".to_vec()].concat();
+        let cut = buffers.push(LogType::Stderr, &long_with_newline);
+        assert!(cut.len() == 1 && cut[0].ends_with(CUT_MARKER));
     }
 
     fn spec(extra: serde_json::Value) -> JobSpec {
