@@ -421,8 +421,18 @@ fn unavailable(error: ConsulError) -> StoreError {
     StoreError::Unavailable(error.to_string())
 }
 
+/// Consul's default limit on one value (`kv_max_value_size`).
+pub const VALUE_LIMIT: usize = 512 * 1024;
+
+/// The record as stored; one Consul cannot keep is refused here, before it is sent, rather
+/// than retried for ever.
 fn encode_record(record: &JobRecord) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(record).map_err(|e| StoreError::Unavailable(format!("cannot encode a job record: {e}")))
+    let bytes =
+        serde_json::to_vec(record).map_err(|e| StoreError::Unavailable(format!("cannot encode a job record: {e}")))?;
+    if bytes.len() > VALUE_LIMIT {
+        return Err(StoreError::TooLarge { id: record.id, bytes: bytes.len(), limit: VALUE_LIMIT });
+    }
+    Ok(bytes)
 }
 
 fn decode_record(key: &str, value: &[u8]) -> Result<JobRecord, StoreError> {
@@ -431,6 +441,10 @@ fn decode_record(key: &str, value: &[u8]) -> Result<JobRecord, StoreError> {
 
 #[async_trait]
 impl JobRecords for ConsulStore {
+    fn value_limit(&self) -> Option<usize> {
+        Some(VALUE_LIMIT)
+    }
+
     async fn insert(&self, record: &JobRecord) -> Result<(), StoreError> {
         self.write_live(record, 0).await?;
         self.signals.bump(record.id);

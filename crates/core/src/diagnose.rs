@@ -194,7 +194,41 @@ fn timed_out(evidence: &Evidence<'_>) -> Diagnosis {
 /// The run's own last lines, without jobforge's.
 fn own_tail(lines: &[LogLine], wanted: usize) -> Vec<String> {
     let own: Vec<&LogLine> = lines.iter().filter(|l| l.stream != Stream::System).collect();
-    own[own.len().saturating_sub(wanted)..].iter().map(|l| l.text.clone()).collect()
+    bounded(own[own.len().saturating_sub(wanted)..].iter().map(|l| l.text.as_str()))
+}
+
+/// A line of an excerpt or a log tail is kept to this many bytes...
+pub const QUOTE_LINE_BYTES: usize = 2 * 1024;
+/// ...and all of them together to this many: they live in the job's record, which a store
+/// like Consul keeps in one value of at most 512 KiB.
+pub const QUOTE_BYTES: usize = 16 * 1024;
+
+/// The last of `lines` that fit in [`QUOTE_BYTES`], each cut to [`QUOTE_LINE_BYTES`].
+fn bounded<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let lines: Vec<&str> = lines.into_iter().collect();
+    let mut kept: Vec<String> = Vec::new();
+    let mut total = 0;
+    for line in lines.iter().rev() {
+        let line = cut_quote(line);
+        total += line.len();
+        if total > QUOTE_BYTES {
+            break;
+        }
+        kept.push(line);
+    }
+    kept.reverse();
+    kept
+}
+
+fn cut_quote(line: &str) -> String {
+    if line.len() <= QUOTE_LINE_BYTES {
+        return line.to_owned();
+    }
+    let mut cut = QUOTE_LINE_BYTES;
+    while !line.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{} [...]", &line[..cut])
 }
 
 /// The last [`EXCERPT_LINES`] of `lines`, blank lines and immediate repeats left out.
@@ -205,5 +239,5 @@ fn excerpt<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<String> {
             kept.push(line);
         }
     }
-    kept[kept.len().saturating_sub(EXCERPT_LINES)..].iter().map(|l| (*l).to_owned()).collect()
+    bounded(kept[kept.len().saturating_sub(EXCERPT_LINES)..].iter().copied())
 }

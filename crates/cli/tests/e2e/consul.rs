@@ -277,3 +277,22 @@ async fn a_replica_not_driving_a_job_streams_kills_and_cleans_it_up() {
     let error = b.kill(killed, None, None).await.unwrap_err();
     assert_eq!(error.status(), Some(409), "{error}");
 }
+
+/// A job that could not fit in one Consul value once it has results is refused when it is
+/// submitted, naming the field that makes it large, instead of wedging its driver later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_too_large_for_consul_is_refused_at_submit() {
+    let setup = setup().await;
+    let repo = GitRepo::example();
+    let mut config = job(&repo.file_url(), &setup.registry, "app", &["v1"]);
+    let command = format!("echo {}", "x".repeat(30_000));
+    config["test_commands"] = json!(vec![command; 10]);
+    let response =
+        reqwest::Client::new().post(format!("{}/v1/jobs", setup.service.url)).json(&config).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 422);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["problems"][0]["field"], "test_commands", "{body}");
+    assert!(body["problems"][0]["message"].as_str().unwrap().contains("store keeps jobs of up to"), "{body}");
+    config["test_commands"] = json!(["echo small"]);
+    assert!(setup.service.client().submit(&config).await.is_ok(), "a job that fits is taken");
+}

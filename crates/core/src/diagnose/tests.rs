@@ -365,3 +365,27 @@ fn the_nomad_build_script_lines_start_steps_too() {
     assert_eq!(got.excerpt, vec!["fatal: couldn't find remote ref mian"]);
     assert!(got.hint.unwrap().contains("did you mean `main`?"));
 }
+
+/// What a failure quotes lives in the job's record: bounded in bytes whatever the run printed
+/// (thirty 16 KiB lines would make a record Consul cannot store).
+#[test]
+fn quotes_are_bounded_in_bytes() {
+    let long = "z".repeat(16 * 1024);
+    let quoted = bounded(std::iter::repeat_n(long.as_str(), 30));
+    assert!(quoted.iter().all(|l| l.len() <= QUOTE_LINE_BYTES + 8 && l.ends_with("[...]")));
+    assert!(quoted.iter().map(String::len).sum::<usize>() <= QUOTE_BYTES);
+    assert!(!quoted.is_empty(), "the last lines are kept");
+    let lines: Vec<LogLine> = (0..30)
+        .map(|i| LogLine {
+            seq: i,
+            ts: Timestamp::now(),
+            phase: Phase::Test,
+            test: Some(0),
+            stream: Stream::Stdout,
+            text: long.clone(),
+        })
+        .collect();
+    let excerpt = test_excerpt(&lines);
+    assert!(excerpt.iter().map(String::len).sum::<usize>() <= QUOTE_BYTES, "a test's excerpt too");
+    assert_eq!(bounded(["a", "b"]), ["a", "b"], "short quotes stay whole");
+}

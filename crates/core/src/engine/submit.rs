@@ -41,6 +41,9 @@ impl Engine {
         }
         let temp_image = temp_image(&settings, &spec, id);
         let record = JobRecord::new(id, spec, temp_image, ports.clock.now());
+        if let Some(problem) = ports.records.value_limit().and_then(|limit| too_large(&record, limit)) {
+            return Err(SubmitError::Unsupported(vec![problem]));
+        }
         // Lock, then insert: once the job is in the store, other replicas may try to take it
         // over, and it must be ours by then. (No one else knows the new id, so the lock is free
         // unless the lock store cannot be reached.)
@@ -117,6 +120,23 @@ fn local_repo_refused(spec: &JobSpec, allowed: &[std::path::PathBuf]) -> Option<
         }
     };
     Some(Problem::new("repo_url", message))
+}
+
+/// A job whose record, as submitted, takes more than a quarter of the store's value limit: its
+/// results (tests, timings, a failure's quotes) must still fit later. Names the largest field.
+fn too_large(record: &JobRecord, limit: usize) -> Option<Problem> {
+    let bytes = serde_json::to_vec(record).map_or(usize::MAX, |b| b.len());
+    if bytes <= limit / 4 {
+        return None;
+    }
+    let spec = serde_json::to_value(&record.spec).ok();
+    let largest = spec.as_ref().and_then(|v| v.as_object()).and_then(|fields| {
+        fields.iter().max_by_key(|(_, value)| value.to_string().len()).map(|(name, _)| name.clone())
+    });
+    Some(Problem::new(
+        largest.unwrap_or_else(|| "body".into()),
+        format!("makes the job {bytes} bytes; this service's store keeps jobs of up to {} bytes", limit / 4),
+    ))
 }
 
 /// A job may not publish under the temp prefix: a push there could replace another job's

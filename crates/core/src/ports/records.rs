@@ -28,6 +28,9 @@ pub enum StoreError {
     Corrupt { id: String, message: String },
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The record is larger than the store keeps in one value: writing it again cannot help.
+    #[error("the record of job {id} is {bytes} bytes, more than the store keeps ({limit})")]
+    TooLarge { id: JobId, bytes: usize, limit: usize },
 }
 
 /// Keeps job records.
@@ -43,6 +46,12 @@ pub enum StoreError {
 /// (a stored `git_ref` of `-x`, say) is [`StoreError::Corrupt`], never handed to the engine.
 #[async_trait]
 pub trait JobRecords: Send + Sync + 'static {
+    /// The largest record the store keeps in one value (bytes of its JSON), if it has a limit.
+    /// Jobs are refused at submission when they could not fit once they have results.
+    fn value_limit(&self) -> Option<usize> {
+        None
+    }
+
     /// Store a new job; [`StoreError::Duplicate`] if its id is taken.
     async fn insert(&self, record: &JobRecord) -> Result<(), StoreError>;
 
