@@ -74,6 +74,14 @@ impl NomadBackend {
         self.config.render.job_id(run)
     }
 
+    /// The allocation of the job's build, whose directory holds its checkout and digest file.
+    /// A build job has one (it is never rescheduled); the latest, should there be more.
+    async fn build_alloc(&self, job: JobId) -> Result<Option<AllocListStub>, NomadError> {
+        let id = self.nomad_id(&RunKey::build(job).id());
+        let (allocs, _) = self.client.job_allocations(&id, None).await?;
+        Ok(allocs.into_iter().max_by_key(|a| a.create_index))
+    }
+
     /// Whether Nomad knows the job, or still lists allocations of it (after a purge).
     async fn exists(&self, id: &str) -> Result<bool, NomadError> {
         if self.client.job(id).await?.is_some() {
@@ -241,9 +249,8 @@ impl Backend for NomadBackend {
     /// The digest file the build task wrote (`build.sh`: `--digestfile`), read from its
     /// allocation; `None` for a build that wrote none (one started by an older jobforge).
     async fn built_digest(&self, job: JobId) -> Result<Option<jobforge_core::image::Digest>, BackendError> {
+        let Some(alloc) = self.build_alloc(job).await.map_err(|e| backend_error("Nomad", e))? else { return Ok(None) };
         let id = self.nomad_id(&RunKey::build(job).id());
-        let (allocs, _) = self.client.job_allocations(&id, None).await.map_err(|e| backend_error("Nomad", e))?;
-        let Some(alloc) = allocs.into_iter().max_by_key(|a| a.create_index) else { return Ok(None) };
         let path = format!("{}/local/digest", Phase::Build.as_str());
         let bytes = match self.client.fs_cat(&alloc.id, &path, 1024).await {
             Ok(bytes) => bytes,
@@ -260,18 +267,16 @@ impl Backend for NomadBackend {
     }
 
     async fn checkout(&self, job: JobId, dockerfile: &RelPath) -> Option<Checkout> {
-        let id = self.nomad_id(&RunKey::build(job).id());
-        let allocs = match self.client.job_allocations(&id, None).await {
-            Ok((allocs, _)) => allocs,
-            Err(error) => {
-                tracing::debug!(nomad_job = %id, %error, "cannot find the build's allocation to read its checkout");
+        let alloc = match self.build_alloc(job).await {
+            Ok(Some(alloc)) => alloc,
+            Ok(None) => {
+                tracing::debug!(job_id = %job, "the build has no allocation to read a checkout from");
                 return None;
             }
-        };
-        // A build job has one allocation (it is never rescheduled); the latest, should there be more.
-        let Some(alloc) = allocs.into_iter().max_by_key(|a| a.create_index) else {
-            tracing::debug!(nomad_job = %id, "the build has no allocation to read a checkout from");
-            return None;
+            Err(error) => {
+                tracing::debug!(job_id = %job, %error, "cannot find the build's allocation to read its checkout");
+                return None;
+            }
         };
         CheckoutReader::new(&self.client, &alloc.id, Phase::Build.as_str()).read(dockerfile).await
     }

@@ -59,17 +59,7 @@ impl IntoResponse for CompatError {
         let (status, body) = self.0.parts();
         let details = body.problems.iter().map(|p| format!("{} {}", p.field, p.message)).collect::<Vec<_>>().join("; ");
         let answer = ErrorAnswer { error: body.error, code: status.as_u16(), details };
-        let mut response = (status, Json(answer)).into_response();
-        if let Some(seconds) = retry_after {
-            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));
-        }
-        if status == axum::http::StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                axum::http::header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Bearer realm=\"jobforge\""),
-            );
-        }
-        response
+        crate::http::error::with_headers((status, Json(answer)).into_response(), retry_after)
     }
 }
 

@@ -5,7 +5,7 @@
 //! the engine, and map its answers and errors to status codes. They never change job state
 //! themselves.
 
-mod error;
+pub(crate) mod error;
 mod events;
 mod jobs;
 mod status;

@@ -121,15 +121,20 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let retry_after = self.retry_after();
         let (status, body) = self.parts();
-        let mut response = (status, Json(body)).into_response();
-        if let Some(seconds) = retry_after {
-            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
-        }
-        if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"jobforge\""));
-        }
-        response
+        with_headers((status, Json(body)).into_response(), retry_after)
     }
+}
+
+/// The headers a refusal carries whatever its body's shape: `Retry-After` past a limit,
+/// `WWW-Authenticate` on a 401.
+pub(crate) fn with_headers(mut response: Response, retry_after: Option<u64>) -> Response {
+    if let Some(seconds) = retry_after {
+        response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    if response.status() == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"jobforge\""));
+    }
+    response
 }
 
 impl From<Denied> for ApiError {
